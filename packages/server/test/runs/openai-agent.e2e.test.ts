@@ -1,16 +1,9 @@
-import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { isTerminalRunStatus, type RunView, type TraceEntryView } from '@terrarium/shared';
+import type { TraceEntryView } from '@terrarium/shared';
 import Dockerode from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config/index.js';
-import { type RunningServer, startServer } from '../../src/server.js';
-import { testBaseImage } from '../helpers/base-image.js';
 import { type FakeLlmProvider, startFakeLlmProvider } from '../helpers/fake-llm-provider.js';
-import { freePort } from '../helpers/net.js';
+import { exampleAgent, exampleFamily, startTestServer, type TestServer } from '../helpers/server.js';
 
 /**
  * examples/agents/openai_agent (a standard-library OpenAI chat completions agent) on hello_world/sum through the real
@@ -22,7 +15,6 @@ import { freePort } from '../helpers/net.js';
  * replaces the reply's message by a script, chosen by how many tool results the conversation holds so far:
  * `env` (so the agent's environment lands in the trace), then an arithmetic command, then the final answer.
  */
-const EXAMPLES = fileURLToPath(new URL('../../../../examples', import.meta.url));
 const SERVER_KEY = 'sk-test';
 const MODEL = 'gpt-4o-mini'; // in prices.json, so every generation has a known cost
 
@@ -102,66 +94,38 @@ async function startScriptingProxy(fake: FakeLlmProvider): Promise<{ url: string
 const RUNNER_ID = `openai-agent-test-${process.pid}-${Date.now()}`;
 
 describe('openai_agent through the middleman, end to end', { timeout: 240_000 }, () => {
-  let server: RunningServer;
+  let harness: TestServer;
   let fake: FakeLlmProvider;
   let proxy: { url: string; close: () => Promise<void> };
-  let dataDir: string;
-  let accessToken: string;
   const docker = new Dockerode();
 
   beforeAll(async () => {
     fake = await startFakeLlmProvider();
     fake.keys.openai = SERVER_KEY;
     proxy = await startScriptingProxy(fake);
-    dataDir = await mkdtemp(path.join(tmpdir(), 'terrarium-openai-agent-'));
-    const config = loadConfig({
-      TERRARIUM_DATA_DIR: dataDir,
-      PORT: String(await freePort()),
-      TERRARIUM_BASE_IMAGE: await testBaseImage(),
-      NO_INTERNET_NETWORK_NAME: 'terrarium-test-no-internet',
-      FULL_INTERNET_NETWORK_NAME: 'terrarium-test-full-internet',
-      // Other test files busy on this machine's CPUs must not hold these runs in the queue.
-      VM_HOST_MAX_CPU: '1',
-      OPENAI_API_URL: proxy.url,
-      OPENAI_API_KEY: SERVER_KEY,
+    harness = await startTestServer({
+      runnerId: RUNNER_ID,
+      env: {
+        // Other test files busy on this machine's CPUs must not hold these runs in the queue.
+        VM_HOST_MAX_CPU: '1',
+        OPENAI_API_URL: proxy.url,
+        OPENAI_API_KEY: SERVER_KEY,
+      },
     });
-    accessToken = config.ACCESS_TOKEN!;
-    server = await startServer(config, { logDestination: path.join(dataDir, 'server.jsonl'), runnerId: RUNNER_ID });
   });
 
   afterAll(async () => {
-    await server?.close();
+    await harness?.close();
     await proxy?.close();
     await fake?.close();
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
 
-  async function api<T>(method: string, route: string, body?: unknown): Promise<T> {
-    const response = await fetch(`${server.url}${route}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${accessToken}`,
-        ...(body !== undefined && { 'content-type': 'application/json' }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return (await response.json()) as T;
-  }
-
   it('solves hello_world/sum with tool calls, traces priced generations, and keeps the server key out of the sandbox', async () => {
-    const created = await api<RunView>('POST', '/api/runs', {
-      taskFamilyDir: path.join(EXAMPLES, 'task-families', 'hello_world'),
-      taskName: 'sum',
-      agentDir: path.join(EXAMPLES, 'agents', 'openai_agent'),
-    });
-    expect(created.id, JSON.stringify(created)).toEqual(expect.any(Number));
-    let run = created;
-    const deadline = Date.now() + 200_000;
-    while (!isTerminalRunStatus(run.status) && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 250));
-      run = await api<RunView>('GET', `/api/runs/${created.id}`);
-    }
-    const entries = await api<TraceEntryView[]>('GET', `/api/runs/${run.id}/trace`);
+    const run = await harness.runToEnd(
+      { taskFamilyDir: exampleFamily('hello_world'), taskName: 'sum', agentDir: exampleAgent('openai_agent') },
+      200_000,
+    );
+    const { body: entries } = await harness.api<TraceEntryView[]>('GET', `/api/runs/${run.id}/trace`);
     const diagnostics = JSON.stringify({ run, entries }).slice(0, 4000);
     expect(run.status, diagnostics).toBe('submitted');
     expect(run.score).toBe(1);

@@ -1,69 +1,33 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { isTerminalRunStatus, type RunView, type TraceEntryView } from '@terrarium/shared';
+import type { TraceEntryView } from '@terrarium/shared';
 import Dockerode from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config/index.js';
-import { type RunningServer, startServer } from '../../src/server.js';
-import { testBaseImage } from '../helpers/base-image.js';
-import { freePort } from '../helpers/net.js';
+import {
+  exampleAgent as agent,
+  EXAMPLES_DIR,
+  exampleFamily as family,
+  startTestServer,
+  type TestServer,
+} from '../helpers/server.js';
 
 /**
  * Full runs through the real server: real HTTP, real PGlite, real Docker containers, the real example agents.
  */
-const EXAMPLES = fileURLToPath(new URL('../../../../examples', import.meta.url));
-const family = (name: string) => path.join(EXAMPLES, 'task-families', name);
-const agent = (name: string) => path.join(EXAMPLES, 'agents', name);
-
 describe('a run end to end', { timeout: 240_000 }, () => {
-  let server: RunningServer;
-  let dataDir: string;
-  let accessToken: string;
+  let harness: TestServer;
   const docker = new Dockerode();
+  const api = <T>(method: string, route: string, body?: unknown) => harness.api<T>(method, route, body);
+  const runToEnd = (request: Record<string, unknown>) => harness.runToEnd(request);
 
   beforeAll(async () => {
-    dataDir = await mkdtemp(path.join(tmpdir(), 'terrarium-e2e-'));
-    const baseImage = await testBaseImage();
-    const port = await freePort();
-    const config = loadConfig({
-      TERRARIUM_DATA_DIR: dataDir,
-      PORT: String(port),
-      TERRARIUM_BASE_IMAGE: baseImage,
-      NO_INTERNET_NETWORK_NAME: 'terrarium-test-no-internet',
-      FULL_INTERNET_NETWORK_NAME: 'terrarium-test-full-internet',
-    });
-    accessToken = config.ACCESS_TOKEN!;
-    server = await startServer(config, { logDestination: path.join(dataDir, 'server.jsonl') });
+    harness = await startTestServer();
   });
 
   afterAll(async () => {
-    await server?.close();
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+    await harness?.close();
   });
-
-  async function api<T>(method: string, route: string, body?: unknown): Promise<{ status: number; body: T }> {
-    const response = await fetch(`${server.url}${route}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${accessToken}`,
-        ...(body !== undefined && { 'content-type': 'application/json' }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: response.status, body: (await response.json()) as T };
-  }
-
-  async function runToEnd(request: { taskFamilyDir: string; taskName?: string; agentDir: string }): Promise<RunView> {
-    const created = await api<RunView>('POST', '/api/runs', request);
-    expect(created.status).toBe(201);
-    for (;;) {
-      const { body: run } = await api<RunView>('GET', `/api/runs/${created.body.id}`);
-      if (isTerminalRunStatus(run.status)) return run;
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  }
 
   async function trace(runId: number) {
     return (await api<TraceEntryView[]>('GET', `/api/runs/${runId}/trace`)).body;
@@ -73,7 +37,7 @@ describe('a run end to end', { timeout: 240_000 }, () => {
     // Other test files' servers number their runs from 1 too: only this server's installation counts.
     return docker.listContainers({
       all: true,
-      filters: { label: [`terrarium.run-id=${runId}`, `terrarium.instance=${server.instanceId}`] },
+      filters: { label: [`terrarium.run-id=${runId}`, `terrarium.instance=${harness.server.instanceId}`] },
     });
   }
 
@@ -200,7 +164,7 @@ describe('a run end to end', { timeout: 240_000 }, () => {
     expect(missing.status).toBe(400);
     expect(missing.body.error.message).toMatch(/agentDir/);
     const noFamily = await runToEnd({
-      taskFamilyDir: path.join(EXAMPLES, 'no-such-family'),
+      taskFamilyDir: path.join(EXAMPLES_DIR, 'no-such-family'),
       agentDir: agent('solver'),
     });
     expect(noFamily.status).toBe('error');
