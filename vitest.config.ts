@@ -12,7 +12,12 @@ export default defineConfig({
     ],
   },
   test: {
-    include: ['packages/*/test/**/*.test.ts'],
+    include: [
+      'packages/*/test/**/*.test.ts',
+      // The web UI: component tests (jsdom, per file) and end-to-end tests in Chromium (they need packages/ui/dist).
+      'packages/ui/test/**/*.test.tsx',
+      'packages/ui/e2e/**/*.e2e.test.ts',
+    ],
     pool: 'forks',
     testTimeout: 30_000,
     hookTimeout: 300_000,

@@ -6,7 +6,8 @@
 #   OUTDIR/manifest.json  kernel version, recipe hash, sizes, build times
 # Usage: scripts/build-guest-image.sh OUTDIR [--base-only]
 # Env: DEBIAN_MIRROR (default: first URI of /etc/apt/sources.list.d/debian.sources), GUEST_EXTRA_PACKAGES,
-#      GUEST_KERNEL (default: newest /boot/vmlinuz-*-cloud-amd64), ROOTFS_HEADROOM_MB (default 1024).
+#      GUEST_KERNEL (default: newest /boot/vmlinuz-*-cloud-amd64), ROOTFS_HEADROOM_MB (default 128: free space
+#      of the image itself; each VM's disk is grown to its own size by the backend).
 # Cached by a hash of the recipe: the debootstrap base is keyed by (mirror, packages), the final image by
 # (base, kernel, this script, guest agent sources). Needs root (debootstrap, chroot, mount).
 set -euo pipefail
@@ -30,7 +31,8 @@ PACKAGES="python3 nodejs tini ca-certificates procps ${GUEST_EXTRA_PACKAGES:-}"
 KERNEL=${GUEST_KERNEL:-$(ls -1 /boot/vmlinuz-*-cloud-amd64 2>/dev/null | sort -V | tail -n 1)}
 [ -f "$KERNEL" ] || { echo "build-guest-image: no cloud kernel in /boot: run scripts/ensure-microvm-tools.sh" >&2; exit 1; }
 KVER=${KERNEL#*/vmlinuz-}
-HEADROOM_MB=${ROOTFS_HEADROOM_MB:-1024}
+# Small on purpose: the backend grows each VM's copy to the image plus its writable disk size (online, resize2fs).
+HEADROOM_MB=${ROOTFS_HEADROOM_MB:-128}
 
 # ---- stage 1: the debootstrap base (slow, cached on mirror + packages) ----
 BASE_HASH=$(printf 'v1|%s|%s' "$MIRROR" "$PACKAGES" | sha256sum | cut -c1-16)
@@ -133,6 +135,9 @@ mkdir -p "$ROOT"
 tar -C "$ROOT" --numeric-owner -xf "$BASE_TAR"
 mkdir -p "$ROOT/opt/terrarium-agent"
 cp -r "$AGENT_DIR/dist/." "$ROOT/opt/terrarium-agent/"
+# The agent configures the VM's NIC with busybox `ip` (minbase has no iproute2; a static busybox adds ~2 MB).
+mkdir -p "$ROOT/opt/terrarium-agent/bin"
+cp "$(command -v busybox)" "$ROOT/opt/terrarium-agent/bin/busybox"
 echo '{"type":"module"}' >"$ROOT/opt/terrarium-agent/package.json"
 cat >"$ROOT/sbin/terrarium-init" <<INITEOF
 #!/bin/sh
@@ -161,7 +166,10 @@ printf '127.0.0.1 localhost terrarium\n::1 localhost\n' >"$ROOT/etc/hosts"
 USED_MB=$(du -sm "$ROOT" | cut -f1)
 SIZE_MB=$((USED_MB + HEADROOM_MB))
 log "root filesystem: mkfs.ext4 ${SIZE_MB} MiB (${USED_MB} MiB used)"
-mkfs.ext4 -q -F -L terrarium-root -d "$ROOT" "$WORK/rootfs.ext4" "${SIZE_MB}M"
+# -m 0: no blocks reserved for root (a VM's disk is all the sandbox's; df then shows what it can really use).
+# -T default: 4 KiB blocks even though the image is small (mkfs would pick 1 KiB blocks, slow for the large disks
+# VMs grow it to).
+mkfs.ext4 -q -F -m 0 -T default -L terrarium-root -d "$ROOT" "$WORK/rootfs.ext4" "${SIZE_MB}M"
 rm -rf "$ROOT"
 
 mv "$WORK/vmlinuz" "$OUTDIR/vmlinuz"

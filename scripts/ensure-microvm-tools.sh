@@ -4,10 +4,11 @@
 #   linux-image-cloud-amd64 the guest kernel (virtio drivers are modules: the initramfs loads them)
 #   busybox-static cpio lz4 the initramfs
 #   debootstrap e2fsprogs   the guest root filesystem (ext4 image)
+#   iproute2 nftables       the VMs' bridge, tap devices and egress rules (host side)
 # Prints what it did. Safe to run again: installs only what is missing.
 set -euo pipefail
 
-PACKAGES=(qemu-system-x86 linux-image-cloud-amd64 busybox-static lz4 cpio debootstrap e2fsprogs)
+PACKAGES=(qemu-system-x86 linux-image-cloud-amd64 busybox-static lz4 cpio debootstrap e2fsprogs iproute2 nftables)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -16,6 +16,9 @@ echo "== set-up: PostgreSQL"
 # the rest of the suite runs on the embedded PGlite default.
 bash scripts/ensure-postgres.sh >/dev/null
 
+echo "== build: web UI (the UI's end-to-end tests drive the built packages/ui/dist in Chromium)"
+npm run build --silent -w packages/ui
+
 echo "== lint (biome)"
 npx biome check .
 
@@ -23,14 +26,15 @@ echo "== type check (tsc: packages, then tests and benchmarks)"
 npx tsc -b packages/cli
 npx tsc -p tsconfig.test.json
 npx tsc -p packages/guest-agent --noEmit
+npx tsc -p packages/ui/e2e/tsconfig.json
 
 echo "== tests (vitest)"
 if [ "$#" -gt 0 ]; then
   npx vitest run "$@"
 else
-  # MicroVMs run under software emulation here: their file runs alone, so it neither slows nor is slowed by the
-  # Docker suites sharing the two cores.
-  npx vitest run --exclude 'packages/server/test/microvm/**'
-  echo "== tests (vitest): microVM backend"
-  npx vitest run packages/server/test/microvm
+  # MicroVMs run under software emulation here: their files run after the rest, one at a time, so they neither slow
+  # nor are slowed by the Docker suites sharing the two cores.
+  npx vitest run --exclude 'packages/server/test/microvm/**' --exclude 'packages/server/test/vmm/**/*.vm.test.ts'
+  echo "== tests (vitest): microVM backend and manager, one file at a time"
+  npx vitest run --no-file-parallelism packages/server/test/microvm .vm.test.ts
 fi

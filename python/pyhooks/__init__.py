@@ -328,6 +328,14 @@ class Hooks:
     def save_state(self, state: Any) -> Any:
         return self._send_background_request("mutation", "saveState", self.make_trace_entry({"state": state}))
 
+    def get_starting_state(self) -> Any:
+        """Terrarium: the state a forked branch starts from (JSON in $AGENT_STARTING_STATE_FILE), None on the trunk."""
+        path = os.environ.get("AGENT_STARTING_STATE_FILE")
+        if not path or not os.path.exists(path):
+            return None
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+
     def frame(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
             @functools.wraps(func)

@@ -2,7 +2,8 @@
 
 Standard library only, so it works in any image with Python 3.9+ and needs no pip.
 The server puts this package on PYTHONPATH inside every agent sandbox and sets
-AGENT_TOKEN, RUN_ID, API_URL, TASK_ID and AGENT_BRANCH_NUMBER.
+AGENT_TOKEN, RUN_ID, API_URL, TASK_ID and AGENT_BRANCH_NUMBER; on a forked branch also
+AGENT_STARTING_STATE_FILE (read it with ``starting_state()``).
 
     from terrarium_hooks import Hooks
     hooks = Hooks()
@@ -22,7 +23,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional
 
-__all__ = ["Hooks", "TaskInfo", "HooksError"]
+__all__ = ["Hooks", "TaskInfo", "HooksError", "starting_state"]
 
 
 class HooksError(RuntimeError):
@@ -107,6 +108,12 @@ class Hooks:
     def save_state(self, state: Any) -> int:
         """Saves the agent's state (any JSON) for later branching; returns the state's id."""
         return self._call("POST", "save-state", {"state": state, "timestamp": _now_ms()})["stateId"]
+
+    @staticmethod
+    def starting_state() -> Any:
+        """The state a forked branch starts from (what the parent saved with save_state, or a person edited), or
+        None on the trunk. The server writes it as JSON to the file named by AGENT_STARTING_STATE_FILE."""
+        return starting_state()
 
     def log_error(self, detail: str, trace: Optional[str] = None, extra: Any = None, source: str = "agent") -> int:
         """Records an error; the run goes on."""
@@ -201,6 +208,15 @@ class Hooks:
                     continue
                 raise HooksError(f"{method} {route}: cannot reach the Terrarium server at {self.api_url}: {e}") from None
         raise AssertionError("unreachable")
+
+
+def starting_state() -> Any:
+    """The branch's starting state (JSON from $AGENT_STARTING_STATE_FILE), or None when the branch has none."""
+    path = os.environ.get("AGENT_STARTING_STATE_FILE")
+    if not path or not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
 
 
 def _error_body(detail: str, trace: Optional[str], extra: Any, source: str) -> dict:

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError } from 'commander';
+import { branchForkCommand, branchListCommand } from './commands/branch.js';
 import { configCommand } from './commands/config.js';
 import { doctorCommand } from './commands/doctor.js';
 import { buildBaseImageCommand } from './commands/images.js';
@@ -7,7 +8,9 @@ import { batchesCommand, batchSetLimitCommand, killCommand } from './commands/qu
 import { quickstartCommand } from './commands/quickstart.js';
 import { runCommand } from './commands/run.js';
 import { runsCommand, traceCommand } from './commands/runs.js';
+import { scoreCommand, scoresCommand } from './commands/score.js';
 import { serverCommand } from './commands/server.js';
+import { registerTaskCommands } from './commands/task.js';
 import { testCommand } from './commands/test.js';
 
 function positiveInt(value: string): number {
@@ -36,6 +39,12 @@ function nonNegativeInt(value: string): number {
   const parsed = nonNegativeNumber(value);
   if (!Number.isSafeInteger(parsed)) throw new InvalidArgumentError(`expected a whole number ≥ 0, got "${value}"`);
   return parsed;
+}
+
+function finiteNumber(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`expected a number, got "${value}"`);
+  return n;
 }
 
 function priority(value: string): 'high' | 'low' {
@@ -153,5 +162,48 @@ program
   .allowUnknownOption()
   .argument('[vitest-args...]', 'passed to vitest (e.g. a file filter)')
   .action(action((args: string[]) => testCommand(args)));
+
+const branch = program.command('branch').description("Fork and list a run's agent branches");
+branch
+  .command('fork')
+  .description("Start a new agent branch in the run's sandbox from the state saved at (or given for) a trace entry")
+  .argument('<run-id>', 'run id', positiveInt)
+  .requiredOption('--from-entry <id>', 'trace entry to fork at', positiveInt)
+  .option('--parent <n>', 'branch the entry belongs to (default 0, the trunk)', nonNegativeInt)
+  .option('--state-file <file>', 'JSON file with the starting state (default: the state saved at or before the entry)')
+  .option('--max-tokens <n>', "the branch's token limit (default: the run's)", nonNegativeInt)
+  .option('--max-actions <n>', "the branch's action limit (default: the run's)", nonNegativeInt)
+  .option('--max-seconds <n>', "the branch's working-seconds limit (default: the run's)", nonNegativeNumber)
+  .option('--max-cost <usd>', "the branch's cost limit (default: the run's)", nonNegativeNumber)
+  .option('--server-url <url>', 'Terrarium server to use')
+  .action(action((runId: number, options) => branchForkCommand(runId, options)));
+branch
+  .command('list')
+  .description("List a run's branches: parent, fork point, status, score, usage")
+  .argument('<run-id>', 'run id', positiveInt)
+  .option('--json', 'print JSON')
+  .option('--server-url <url>', 'Terrarium server to use')
+  .action(action((runId: number, options) => branchListCommand(runId, options)));
+
+program
+  .command('score')
+  .description('Enter a score for a branch that ended in manual scoring (the task could not score it)')
+  .argument('<run-id>', 'run id', positiveInt)
+  .argument('<score>', 'the score (a number)', finiteNumber)
+  .option('--branch <n>', 'agent branch (default 0, the trunk)', nonNegativeInt)
+  .option('--notes <text>', 'why this score')
+  .option('--seconds <n>', 'how long scoring took you', nonNegativeNumber)
+  .option('--server-url <url>', 'Terrarium server to use')
+  .action(action((runId: number, score: number, options) => scoreCommand(runId, score, options)));
+
+program
+  .command('scores')
+  .description("List a run's intermediate scores and manual scores, every branch")
+  .argument('<run-id>', 'run id', positiveInt)
+  .option('--json', 'print JSON')
+  .option('--server-url <url>', 'Terrarium server to use')
+  .action(action((runId: number, options) => scoresCommand(runId, options)));
+
+registerTaskCommands(program, action);
 
 await program.parseAsync();

@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { chmod, chown, lstat, mkdir, readFile, rmdir, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, readdir, readFile, rmdir, stat, writeFile } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { basename, dirname, isAbsolute, posix } from 'node:path';
 import {
@@ -17,6 +17,7 @@ import {
   type FrameHeader,
   type HealthResult,
   type LimitsParams,
+  type NetworkParams,
   PROTOCOL_VERSION,
   type RequestHeader,
   TailBuffer,
@@ -35,6 +36,8 @@ export interface GuestAgentOptions {
    * Terrarium VMs: the Sandbox contract lets the host write anywhere (it is root in the VM anyway).
    */
   workspaceRoot?: string;
+  /** A busybox binary with the `ip` applet (network set-up); default /opt/terrarium-agent/bin/busybox. */
+  busybox?: string;
 }
 
 interface Reply {
@@ -351,9 +354,67 @@ export class GuestAgent {
         if (header.entropy) await writeFile('/dev/urandom', Buffer.from(header.entropy, 'hex')).catch(() => {});
         return ok();
       }
+      case 'network':
+        await this.configureNetwork(header);
+        return ok();
+      case 'growDisk': {
+        // Online grow of the mounted root filesystem to its block device's (new) size.
+        const device = (await readFile('/proc/mounts', 'utf8'))
+          .split('\n')
+          .map((line) => line.split(' '))
+          .find((fields) => fields[1] === '/' && fields[0]?.startsWith('/dev/'))?.[0];
+        if (!device) throw new RequestFailure('cannot find the root block device in /proc/mounts', 'ENODEV');
+        // After a live block_resize the kernel learns the new capacity asynchronously (config-change interrupt).
+        if (header.minBytes) {
+          const sizeFile = `/sys/class/block/${basename(device)}/size`;
+          const deadline = Date.now() + 10_000;
+          for (;;) {
+            const sectors = Number((await readFile(sizeFile, 'utf8').catch(() => '0')).trim());
+            if (sectors * 512 >= header.minBytes) break;
+            if (Date.now() > deadline) {
+              throw new RequestFailure(`${device} is ${sectors * 512} bytes, expected ${header.minBytes}`, 'ESIZE');
+            }
+            await new Promise((resolve) => setTimeout(resolve, 20));
+          }
+        }
+        const result = await run('resize2fs', [device]);
+        if (result.code !== 0) throw new RequestFailure(`resize2fs ${device} failed: ${result.stderr.trim()}`);
+        return ok({ device });
+      }
       default:
         throw new RequestFailure(`unknown op ${(header as { op: string }).op}`, 'EBADOP');
     }
+  }
+
+  /**
+   * Configures the first non-loopback NIC with busybox `ip` (the rootfs is Debian minbase, without iproute2;
+   * the image build puts a static busybox next to the agent). The MAC is set first: a VM restored from a
+   * template snapshot starts with the template's MAC.
+   */
+  private async configureNetwork(params: NetworkParams): Promise<void> {
+    const nics = (await readdir('/sys/class/net')).filter((name) => name !== 'lo').sort();
+    const nic = nics[0];
+    if (!nic) throw new RequestFailure('this VM has no network interface', 'ENONIC');
+    const ip = async (...args: string[]) => {
+      const result = await run(this.busybox, ['ip', ...args]);
+      if (result.code !== 0) throw new RequestFailure(`ip ${args.join(' ')} failed: ${result.stderr.trim()}`);
+    };
+    await ip('link', 'set', 'dev', nic, 'down');
+    await ip('link', 'set', 'dev', nic, 'address', params.mac);
+    if (params.mtu) await ip('link', 'set', 'dev', nic, 'mtu', String(params.mtu));
+    await ip('addr', 'flush', 'dev', nic);
+    await ip('link', 'set', 'dev', nic, 'up');
+    await ip('addr', 'add', params.ipv4, 'dev', nic);
+    await ip('route', 'replace', 'default', 'via', params.gateway4, 'dev', nic);
+    if (params.ipv6) {
+      await ip('-6', 'addr', 'add', params.ipv6, 'dev', nic, 'nodad');
+      if (params.gateway6) await ip('-6', 'route', 'replace', 'default', 'via', params.gateway6, 'dev', nic);
+    }
+    await writeFile('/etc/resolv.conf', params.dns.map((server) => `nameserver ${server}\n`).join(''));
+  }
+
+  private get busybox(): string {
+    return this.options.busybox ?? '/opt/terrarium-agent/bin/busybox';
   }
 
   private async applyLimits(limits: LimitsParams): Promise<void> {

@@ -5,13 +5,21 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino, { type Logger } from 'pino';
 import { buildApp } from './api/app.js';
+import { publicUiUrl } from './api/routes/ui.js';
 import { STATIC_USER } from './auth/user-tokens.js';
 import { type Config, getConfigMetadata, requireConfigValue, unimplementedVariablesInUse } from './config/index.js';
 import { createDatabase, type DatabaseOptions, databaseOptionsFromConfig } from './db/index.js';
 import { createMiddleman, LlmService } from './llm/index.js';
+import { OptionsRater } from './llm/options-rater.js';
+import { SafetyPolicy } from './llm/safety.js';
+import { QueryService, setUpQueryRunner } from './query/index.js';
+import { AnnotationStore } from './runs/annotations/store.js';
+import { TraceReader } from './runs/annotations/trace-reader.js';
+import { BranchService } from './runs/branches.js';
 import { DrizzleRunRepository } from './runs/db-repository.js';
 import { RunEngine } from './runs/engine.js';
 import { RunEvents } from './runs/events.js';
+import { DbUsageCounters } from './runs/hooks/usage-counters.js';
 import { HooksService } from './runs/hooks-service.js';
 import { HostLoadGate } from './runs/host-load.js';
 import { QueueStore, RunQueue } from './runs/queue.js';
@@ -21,6 +29,8 @@ import { llmUsageLimits } from './runs/usage-limits.js';
 import { DockerBackend } from './sandbox/docker/backend.js';
 import { ensureBaseImage } from './sandbox/docker/base-image.js';
 import type { ProgressListener } from './sandbox/types.js';
+import { TaskEnvironmentRepository, TaskEnvironmentService } from './tasks/environments/index.js';
+import { startVmm, type VmmRuntime, type VmmRuntimeOptions } from './vmm/runtime.js';
 
 export const VERSION = '0.1.0';
 
@@ -39,8 +49,12 @@ export interface StartServerOptions {
    * restarted under the same name recovers its predecessor's runs.
    */
   runnerId?: string;
+  /** microVM manager tuning (TERRARIUM_VMM=true): reconciler interval, rate limits. */
+  vmm?: VmmRuntimeOptions;
   /** How often the reaper looks for orphaned runs and sandboxes; default 60 s. */
   reaperIntervalMs?: number;
+  /** Run queue policy overrides (benchmarks compare policies): see RunQueueOptions.startsPerPass / timerOnly. */
+  queuePolicy?: { startsPerPass?: number; timerOnly?: boolean };
 }
 
 export interface CloseOptions {
@@ -53,6 +67,8 @@ export interface CloseOptions {
 
 export interface RunningServer {
   url: string;
+  /** Where people open the web UI: UI_URL, else this server's own URL (it serves the UI at `/`). */
+  uiUrl: string;
   port: number;
   /** Configuration warnings (variables set but not implemented yet, ignored combinations); also logged. */
   warnings: string[];
@@ -60,8 +76,14 @@ export interface RunningServer {
   runs: RunService;
   queue: RunQueue;
   reaper: Reaper;
+  /** The run repository (tests seed runs through it). */
+  repo: DrizzleRunRepository;
   /** The `terrarium.instance` label on this installation's sandboxes. */
   instanceId: string;
+  /** The microVM manager, when TERRARIUM_VMM=true. */
+  vmm?: VmmRuntime;
+  /** Task environments for task authors (no agent). */
+  taskEnvironments: TaskEnvironmentService;
   log: Logger;
   /** Stops accepting requests and the queue, waits for runs in progress (unless drain is false), closes the database. */
   close(options?: CloseOptions): Promise<void>;
@@ -97,6 +119,7 @@ export async function startServer(config: Config, options: StartServerOptions = 
   await database.migrate();
   const repo = new DrizzleRunRepository(database.db);
   await repo.ensureUser(STATIC_USER.id, STATIC_USER.name);
+  const query = await createQueryService(database, databaseOptions, config, log);
 
   const port = options.port ?? config.PORT;
   const backend = new DockerBackend({
@@ -117,11 +140,23 @@ export async function startServer(config: Config, options: StartServerOptions = 
   const exclusive = database.kind === 'pglite';
   const store = new QueueStore(database.db);
   let queue: RunQueue | undefined;
-  const hooks = new HooksService(repo, events);
+  // The middleman also serves the hooks' own model calls: safety checks and model-rated options.
+  const middleman = createMiddleman(config);
+  const safety = new SafetyPolicy(middleman, repo, {
+    skip: config.SKIP_SAFETY_POLICY_CHECKING,
+    nonInterventionModels: config.NON_INTERVENTION_FULL_INTERNET_MODELS,
+    checkModels: config.TERRARIUM_SAFETY_CHECK_MODELS,
+  });
+  const hooks = new HooksService(repo, events, {
+    counters: new DbUsageCounters(database.db),
+    safety,
+    rater: new OptionsRater(middleman, { chatRatingModelRegex: config.CHAT_RATING_MODEL_REGEX }),
+  });
   const engine = new RunEngine({
     checkUsageLimits: (runId, agentBranchNumber) => hooks.enforceUsageLimits({ runId, agentBranchNumber }),
     sandboxLabels: { [INSTANCE_LABEL]: instanceId, [RUNNER_LABEL]: runnerId },
     onRunFinished: () => queue?.poke(),
+    sshPublicKeys: config.SSH_PUBLIC_KEYS_WITH_ACCESS_TO_ALL_AGENT_CONTAINERS,
     repo,
     backend,
     events,
@@ -155,6 +190,7 @@ export async function startServer(config: Config, options: StartServerOptions = 
     runnerId,
     exclusive,
     intervalMs: config.VIVARIA_RUN_QUEUE_INTERVAL_MS,
+    ...options.queuePolicy,
     start: (runId) => void engine.start(runId),
     hostLoad: new HostLoadGate({ maxCpu: config.VM_HOST_MAX_CPU, maxMemory: config.VM_HOST_MAX_MEMORY }),
     activeCount: () => engine.activeRunIds().length,
@@ -170,53 +206,146 @@ export async function startServer(config: Config, options: StartServerOptions = 
     reaper,
     defaultBatchConcurrencyLimit: config.DEFAULT_RUN_BATCH_CONCURRENCY_LIMIT,
   });
-  const llm = new LlmService(createMiddleman(config), database.db, repo, llmUsageLimits(hooks));
+  const branches = new BranchService(repo, engine, {
+    branchUsage: (runId, agentBranchNumber) => hooks.usage({ runId, agentBranchNumber }),
+  });
+  const llm = new LlmService(middleman, database.db, repo, llmUsageLimits(hooks, safety));
+  let envBaseImage: Promise<string> | undefined;
+  const taskEnvironments = new TaskEnvironmentService({
+    repo: new TaskEnvironmentRepository(database.db),
+    backend,
+    log,
+    // Same image as runs use (ensureBaseImage is a lookup once built, and a file lock keeps builds single).
+    baseImage: () => {
+      envBaseImage ??= ensureBaseImage({
+        backendOrDocker: backend,
+        configuredImage: config.TERRARIUM_BASE_IMAGE,
+        mirror: config.TERRARIUM_DEBIAN_MIRROR,
+        cacheDir: path.join(config.TERRARIUM_DATA_DIR, 'cache'),
+        onProgress: options.onProgress,
+      }).catch((error: unknown) => {
+        envBaseImage = undefined;
+        throw error;
+      });
+      return envBaseImage;
+    },
+    pythonDir: PYTHON_DIR,
+    sandboxLabels: { [INSTANCE_LABEL]: instanceId, [RUNNER_LABEL]: runnerId },
+    defaults: {
+      cpus: config.AGENT_CPU_COUNT,
+      memoryGb: config.AGENT_RAM_GB,
+      storageGb: config.TASK_ENVIRONMENT_STORAGE_GB,
+    },
+    taskOperationTimeoutMs:
+      config.TASK_OPERATION_TIMEOUT_MINUTES === undefined ? undefined : config.TASK_OPERATION_TIMEOUT_MINUTES * 60_000,
+    sshPublicKeysForAll: config.SSH_PUBLIC_KEYS_WITH_ACCESS_TO_ALL_AGENT_CONTAINERS,
+  });
+  // The microVM manager (TERRARIUM_VMM): reconciles the host with the database before its API opens.
+  const vmm = config.TERRARIUM_VMM ? await startVmm(config, database.db, log, options.vmm) : undefined;
   const app = await buildApp({
+    vmm,
     log,
     userAuth: { accessToken: requireConfigValue(config, 'ACCESS_TOKEN'), idToken: config.ID_TOKEN },
     runs,
+    branches,
     hooks,
     repo,
     llm,
     version: VERSION,
+    taskEnvironments,
+    runPage: {
+      annotations: new AnnotationStore(database.db),
+      trace: new TraceReader(database.db),
+      readOnly: config.VIVARIA_IS_READ_ONLY,
+      runSummaryModel: config.RUN_SUMMARY_GENERATION_MODEL ?? null,
+    },
+    query,
   });
   try {
     await app.listen({ host: config.TERRARIUM_HOST, port });
   } catch (error) {
+    await vmm?.close();
     await database.close();
     throw error;
   }
   const address = app.server.address();
   const actualPort = typeof address === 'object' && address ? address.port : port;
   log.info({ port: actualPort, machine: config.MACHINE_NAME, database: database.kind }, 'Terrarium server listening');
+  const uiUrl = publicUiUrl(config.UI_URL, `http://127.0.0.1:${actualPort}`);
+  log.info({ uiUrl }, 'Terrarium web UI');
   // Recovery before the queue starts: runs interrupted during setup go back to the queue first.
   try {
     const recovered = await reaper.recover();
-    if (recovered.requeued.length + recovered.failed.length > 0) log.warn(recovered, 'recovered interrupted runs');
+    if (recovered.requeued.length + recovered.failed.length + recovered.reattached.length > 0)
+      log.warn(recovered, 'recovered interrupted runs');
     await reaper.reap();
   } catch (error) {
     log.error({ err: error }, 'recovering interrupted runs failed');
+  }
+  try {
+    const recoveredEnvironments = await taskEnvironments.recover();
+    if (recoveredEnvironments.failed.length > 0)
+      log.warn(recoveredEnvironments, 'task environments interrupted during setup');
+  } catch (error) {
+    log.error({ err: error }, 'recovering task environments failed');
   }
   reaper.start(options.reaperIntervalMs ?? 60_000);
   queue.start();
   const activeQueue = queue;
   return {
     url: `http://127.0.0.1:${actualPort}`,
+    uiUrl,
     port: actualPort,
     warnings,
     engine,
     runs,
     queue: activeQueue,
     reaper,
+    repo,
     instanceId,
+    vmm,
+    taskEnvironments,
     log,
     async close(closeOptions: CloseOptions = {}) {
       await activeQueue.stop();
       await reaper.stop();
       await app.close();
+      await vmm?.close();
       if (closeOptions.drain === false) await engine.abandon();
       else await engine.drain();
+      if (closeOptions.drain === false) await taskEnvironments.abandon();
+      else await taskEnvironments.drain();
+      await query.close();
       await database.close();
     },
   };
+}
+
+/**
+ * The runs page's queries run as a read-only database role (docs/ui.md). A set-up problem (e.g. PostgreSQL without
+ * PG_READONLY_USER and no right to create a role) leaves the rest of the server working; the query endpoint says why.
+ */
+async function createQueryService(
+  database: Awaited<ReturnType<typeof createDatabase>>,
+  databaseOptions: DatabaseOptions,
+  config: Config,
+  log: Logger,
+): Promise<QueryService> {
+  try {
+    const setup = await setUpQueryRunner(database, {
+      readOnly: { user: config.PG_READONLY_USER, password: config.PG_READONLY_PASSWORD },
+      ...(databaseOptions.kind === 'postgres' && { databaseOptions }),
+      log,
+    });
+    if (!setup.runner) {
+      log.warn(setup.reason);
+      return new QueryService(database.db, undefined, setup.reason);
+    }
+    for (const warning of setup.warnings) log.warn(warning);
+    return new QueryService(database.db, setup.runner, undefined);
+  } catch (error) {
+    const reason = `Setting up read-only queries failed: ${(error as Error).message}`;
+    log.error({ err: error }, reason);
+    return new QueryService(database.db, undefined, reason);
+  }
 }

@@ -1,3 +1,4 @@
+export * from './annotations.js';
 export * from './hooks.js';
 export * from './runs.js';
 export * from './task-standard.js';

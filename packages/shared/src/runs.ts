@@ -144,3 +144,114 @@ export const RunView = z.object({
   checkpoint: UsageLimits.nullable(),
 });
 export type RunView = z.infer<typeof RunView>;
+
+// --- Queue details of a run (the API's run view) ---
+
+export const RunPriority = z.enum(['high', 'low']);
+export type RunPriority = z.infer<typeof RunPriority>;
+
+/** `queued` as stored; `concurrency-limited` when the run waits because its batch is at its limit. */
+export const RunViewStatus = z.union([RunStatus, z.literal('concurrency-limited')]);
+export type RunViewStatus = z.infer<typeof RunViewStatus>;
+
+/** The run as the user API shows it: the run plus its queue details. */
+export const QueuedRunView = RunView.extend({
+  status: RunViewStatus,
+  /** 1-based place in the queue (priority, then first come first served) while queued; null otherwise. */
+  queuePosition: z.number().int().positive().nullable(),
+  batchName: z.string().nullable(),
+  priority: RunPriority,
+});
+export type QueuedRunView = z.infer<typeof QueuedRunView>;
+
+// --- Branches and scores ---
+
+/** How a branch stands: running, or how it ended. */
+export const BranchStatus = z.enum([
+  'pending',
+  'running',
+  'submitted',
+  'manual-scoring',
+  'usage-limits',
+  'error',
+  'killed',
+]);
+export type BranchStatus = z.infer<typeof BranchStatus>;
+
+export const BranchUsage = z.object({
+  tokens: z.number(),
+  actions: z.number(),
+  /** Working seconds: since the branch started, pauses excluded. */
+  totalSeconds: z.number(),
+  cost: z.number(),
+  isPaused: z.boolean(),
+});
+export type BranchUsage = z.infer<typeof BranchUsage>;
+
+/** GET /api/runs/:runId/branches: one agent branch of a run (0 is the trunk). */
+export const BranchView = z.object({
+  agentBranchNumber: z.number().int().nonnegative(),
+  parentAgentBranchNumber: z.number().int().nonnegative().nullable(),
+  parentTraceEntryId: z.number().int().nullable(),
+  status: BranchStatus,
+  /** The task's score, or the latest manual score; null when there is none (yet). */
+  score: z.number().nullable(),
+  submission: z.string().nullable(),
+  startedAt: z.string().nullable(),
+  completedAt: z.string().nullable(),
+  /** What the branch has used; null before it started. */
+  usage: BranchUsage.nullable(),
+  /** The branch's limits (its own when forked with some, else the run's), defaults filled in. */
+  usageLimits: UsageLimits.required(),
+  agentCommandResult: AgentCommandResult.nullable(),
+});
+export type BranchView = z.infer<typeof BranchView>;
+
+/** POST /api/runs/:runId/branches: fork a new branch from the agent state saved at or before a trace entry. */
+export const ForkBranchRequest = z.object({
+  parentAgentBranchNumber: z.number().int().nonnegative().describe('the branch the trace entry belongs to'),
+  traceEntryId: z.number().int().positive().describe('fork at this trace entry (of the parent branch)'),
+  agentState: z
+    .unknown()
+    .optional()
+    .describe('the starting state (any JSON); default: the state saved at or before the trace entry'),
+  usageLimits: UsageLimits.optional().describe("the new branch's limits; each missing one takes the run's"),
+});
+export type ForkBranchRequest = z.infer<typeof ForkBranchRequest>;
+
+/** GET /api/runs/:runId/agent-state?traceEntryId=: the latest state saved at or before that entry. */
+export const AgentStateView = z.object({ traceEntryId: z.number().int(), state: z.unknown() });
+export type AgentStateView = z.infer<typeof AgentStateView>;
+
+/** POST /api/runs/:runId/branches/:n/manual-score. */
+export const ManualScoreRequest = z.object({
+  score: z.number().finite('score must be a finite number'),
+  secondsToScore: z.number().nonnegative().optional().describe('how long scoring took the person'),
+  notes: z.string().max(10_000).optional(),
+});
+export type ManualScoreRequest = z.infer<typeof ManualScoreRequest>;
+
+export const ManualScoreView = z.object({
+  id: z.number().int(),
+  agentBranchNumber: z.number().int(),
+  score: z.number(),
+  secondsToScore: z.number().nullable(),
+  notes: z.string().nullable(),
+  userId: z.string(),
+  createdAt: z.string(),
+});
+export type ManualScoreView = z.infer<typeof ManualScoreView>;
+
+/** GET /api/runs/:runId/intermediate-scores: TaskFamily.intermediate_score results, every branch, oldest first. */
+export const IntermediateScoreView = z.object({
+  id: z.number().int(),
+  agentBranchNumber: z.number().int(),
+  scoredAt: z.string(),
+  elapsedSeconds: z.number(),
+  /** null: no score; NaN is shown as null with `invalid: true`. */
+  score: z.number().nullable(),
+  invalid: z.boolean(),
+  message: z.record(z.string(), z.unknown()),
+  details: z.record(z.string(), z.unknown()),
+});
+export type IntermediateScoreView = z.infer<typeof IntermediateScoreView>;

@@ -41,6 +41,41 @@ export function parseTaskArgument(argument: string): { taskFamilyDir: string; ta
   return { taskFamilyDir: path.resolve(argument.slice(0, hash)), taskName };
 }
 
+/**
+ * The exit code of `terrarium run` for the state its run ended in:
+ *   0  the agent finished: submitted (scored, or its score is null) or awaiting manual scoring;
+ *   1  the run failed (error) or was killed;
+ *   3  the run ended at a usage limit (tokens, actions, time or cost), whether or not the task scored it;
+ *   2  is the CLI's own failure (bad arguments, no server), set by main.ts.
+ * A non-zero exit of a finished run comes with a message on stderr saying why.
+ */
+export const RUN_EXIT_CODES = { finished: 0, failed: 1, usageLimits: 3 } as const;
+
+export function runExitCode(run: Pick<RunView, 'status' | 'errorMessage' | 'errorStep'>): {
+  code: number;
+  message?: string;
+} {
+  const detail = (run.errorMessage ?? 'no detail').replace(/\.$/, '');
+  switch (run.status) {
+    case 'error':
+      return {
+        code: RUN_EXIT_CODES.failed,
+        message: `The run failed${run.errorStep ? ` in step ${run.errorStep}` : ''}: ${detail}.`,
+      };
+    case 'killed':
+      return { code: RUN_EXIT_CODES.failed, message: `The run was killed: ${detail}.` };
+    case 'usage-limits':
+      return {
+        code: RUN_EXIT_CODES.usageLimits,
+        message:
+          `The run ended at its usage limits (${detail}). ` +
+          'Raise the limit with --max-tokens, --max-actions, --max-seconds or --max-cost.',
+      };
+    default:
+      return { code: RUN_EXIT_CODES.finished };
+  }
+}
+
 export async function waitForRun(client: TerrariumClient, runId: number, progress?: RunProgress): Promise<RunView> {
   for (;;) {
     const run = await client.getRun(runId);
@@ -75,7 +110,9 @@ export async function runCommand(task: string, options: RunCommandOptions): Prom
     const run = await waitForRun(connection.client, created.id, progress);
     progress.stop();
     process.stdout.write(`${formatRunSummary(run)}\n  trace: ./terrarium trace ${run.id}\n`);
-    return run.status === 'error' || run.status === 'killed' ? 1 : 0;
+    const exit = runExitCode(run);
+    if (exit.message) process.stderr.write(`${exit.message}\n`);
+    return exit.code;
   } finally {
     await connection.close();
   }

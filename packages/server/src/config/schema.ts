@@ -9,6 +9,7 @@ import {
   awsRegion,
   base64Data,
   boolean,
+  commaList,
   decimal,
   dockerHost,
   dockerImage,
@@ -279,6 +280,54 @@ const definitions = {
     default: fixed('0.0.0.0'),
     status: IMPLEMENTED,
   }),
+  TERRARIUM_VMM: variable(boolean, {
+    section: 'Terrarium',
+    description:
+      'Runs the microVM manager (the `/v1` API and the `/admin` console, QEMU microVMs) inside this server. Needs ' +
+      '`API_KEY`; `ADMIN_EMAIL`/`ADMIN_PASSWORD` enable the admin console.',
+    example: 'true',
+    default: fixed('false'),
+    status: IMPLEMENTED,
+  }),
+  TERRARIUM_VMM_ADMIN_SESSION_TTL_SECONDS: variable(integer(1), {
+    section: 'Terrarium',
+    description: 'Lifetime of an admin console session of the microVM manager, in seconds.',
+    example: '3600',
+    default: fixed('43200'),
+    status: IMPLEMENTED,
+  }),
+  TERRARIUM_VM_BRIDGE: variable(
+    text({
+      pattern: /^(?!tr[0-9a-f]{12}$)[A-Za-z0-9_.-]{1,15}$/,
+      patternExpected: 'a network interface name of 1-15 characters [A-Za-z0-9_.-] (not tr + 12 hex digits: VM taps)',
+      type: 'interface name',
+    }),
+    {
+      section: 'Terrarium',
+      description:
+        'The Linux bridge the microVM engine owns: each networked VM gets a tap device on it, and nftables tables ' +
+        '`trm_<bridge>` hold the VMs’ egress rules. Created at first use (needs root).',
+      example: 'trbr0',
+      default: fixed('trbr0'),
+      status: IMPLEMENTED,
+    },
+  ),
+  TERRARIUM_VM_SUBNET: variable(
+    text({
+      pattern: /^((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\/([89]|[12]\d|30)$/,
+      patternExpected: 'an IPv4 subnet in CIDR notation with a prefix length of 8-30, e.g. 10.213.0.0/16',
+      type: 'IPv4 CIDR',
+    }),
+    {
+      section: 'Terrarium',
+      description:
+        'The microVMs’ IPv4 subnet. Its first host address is the gateway (the bridge’s address, and the DNS server ' +
+        'the guests use unless `DNS_SERVER_IP` is set); VM addresses are allocated from the rest.',
+      example: '10.213.0.0/16',
+      default: fixed('10.213.0.0/16'),
+      status: IMPLEMENTED,
+    },
+  ),
 
   // ───────────────────────────── API and UI ─────────────────────────────
   MACHINE_NAME: variable(machineName, {
@@ -317,9 +366,11 @@ const definitions = {
   }),
   UI_URL: variable(url(), {
     section: API,
-    description: 'The URL on which Terrarium is serving its UI.',
+    description:
+      'The URL on which Terrarium is serving its UI (the public address people open, e.g. behind a reverse proxy). ' +
+      "Links to runs are built on it. Unset: the server's own address, since the server serves the UI at `/`.",
     example: 'https://terrarium.example.com',
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   NODE_ENV: variable(oneOf(['development', 'production', 'test']), {
     section: API,
@@ -830,7 +881,7 @@ const definitions = {
       'with no human supervision. Each regex must match the whole model name.',
     example: 'gpt-4o.*,claude-3-5-sonnet-.*',
     default: EMPTY_LIST,
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   AGENT_CPU_COUNT: variable(decimal({ min: 0, exclusiveMin: true }), {
     section: SANDBOX,
@@ -886,7 +937,17 @@ const definitions = {
       'using an LLM. Otherwise, Terrarium will check these actions using an LLM.',
     example: 'true',
     default: fixed('false'),
-    status: NOT_YET,
+    status: IMPLEMENTED,
+  }),
+  TERRARIUM_SAFETY_CHECK_MODELS: variable(commaList, {
+    section: SANDBOX,
+    description:
+      'The models, in order, that check the actions of unsupervised full-internet runs against the safety policy ' +
+      '(checkActionSafety). An action may go ahead as soon as one model says it does not violate the policy; ' +
+      'when none does, the agent gets the safety notice.',
+    example: 'gpt-4o-mini,gpt-4o',
+    default: fixed('gpt-4o-mini,gpt-4o'),
+    status: IMPLEMENTED,
   }),
   JWT_DELEGATION_TOKEN_SECRET: variable(secretText(32), {
     section: SANDBOX,
@@ -920,7 +981,7 @@ const definitions = {
       'calculate option ratings, Terrarium will fetch many single-token rating prompt completions and calculate ' +
       'probabilities from them. It matches anywhere in the name unless anchored with `^…$`.',
     example: '^gpt-4o',
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   MIDDLEMAN_API_URL: variable(url(), {
     section: 'Middleman',
@@ -1157,7 +1218,7 @@ const definitions = {
       'default the list is empty.',
     example: SSH_KEY_EXAMPLE,
     default: EMPTY_LIST,
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   DEFAULT_RUN_BATCH_CONCURRENCY_LIMIT: variable(integer(1), {
     section: OTHER,
@@ -1188,7 +1249,7 @@ const definitions = {
     description: 'The model to use for generating run summaries using the "Summary" tab on the runs page.',
     example: 'claude-3-5-sonnet-20241022',
     default: fixed('claude-3-5-sonnet-20241022'),
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   RUNS_PAGE_QUERY_GENERATION_MODEL: variable(text(), {
     section: OTHER,
@@ -1206,14 +1267,14 @@ const definitions = {
     example: 'vmm-key-3f9c2a7e1b8d4c60',
     secret: true,
     requiredInProduction: true,
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   ADMIN_EMAIL: variable(email, {
     section: VMM_REQUIRED,
     description: 'Admin console login e-mail.',
     example: 'admin@example.com',
     requiredInProduction: true,
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   ADMIN_PASSWORD: variable(secretText(8), {
     section: VMM_REQUIRED,
@@ -1221,21 +1282,21 @@ const definitions = {
     example: 'a-long-admin-password',
     secret: true,
     requiredInProduction: true,
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   STORAGE_ROOT: variable(filePath(), {
     section: VMM,
     description: 'Per-VM storage, logs and snapshots.',
     example: '/var/lib/terrarium-vms',
     default: fixed('/var/lib/run-dat-sheesh'),
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   IMAGES_DIR: variable(filePath(), {
     section: VMM,
     description: 'Where uploaded guest images (kernel/rootfs) are stored.',
     example: '/var/lib/terrarium-vms/images',
     default: underStorageRoot('images'),
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   AGENT_VSOCK_PORT: variable(integer(1, 4_294_967_294), {
     section: VMM,
@@ -1248,13 +1309,13 @@ const definitions = {
     section: VMM_IMAGES,
     description: '"Built-in" kernel image path.',
     example: '/opt/terrarium/vmlinux',
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   BASE_ROOTFS_PATH: variable(filePath(), {
     section: VMM_IMAGES,
     description: '"Built-in" base rootfs path.',
     example: '/opt/terrarium/rootfs.ext4',
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   DNS_SERVER_IP: variable(ipAddress, {
     section: VMM_IMAGES,
@@ -1263,7 +1324,7 @@ const definitions = {
       'as DNS. Set this if your gateway does not provide DNS, e.g. `1.1.1.1` (and ensure your egress allowlist ' +
       'permits it).',
     example: '1.1.1.1',
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   DB_DIALECT: variable(oneOf(['sqlite', 'postgres']), {
     section: VMM_DB,
@@ -1328,119 +1389,119 @@ const definitions = {
       'it), `copy` (full copy) or `auto` (reflink when possible, else copy).',
     example: 'copy',
     default: fixed('auto'),
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   ENABLE_SNAPSHOTS: variable(boolean, {
     section: VMM_SNAPSHOTS,
     description: 'Enables VM snapshots (and a pre-booted template VM to restore from).',
     example: 'true',
     default: fixed('false'),
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   SNAPSHOT_TEMPLATE_CPU: variable(integer(1, 1024), {
     section: VMM_SNAPSHOTS,
     description: 'vCPUs of the snapshot template VM.',
     example: '2',
     default: fixed('1'),
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   SNAPSHOT_TEMPLATE_MEM_MB: variable(integer(1), {
     section: VMM_SNAPSHOTS,
     description: 'Memory of the snapshot template VM, in MiB.',
     example: '512',
     default: fixed('256'),
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   MAX_VMS: variable(integer(1), {
     section: VMM_LIMITS,
     description: 'Maximum number of VMs at once.',
     example: '50',
     default: fixed('20'),
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   MAX_CPU: variable(integer(1, 1024), {
     section: VMM_LIMITS,
     description: 'Maximum vCPUs of one VM.',
     example: '8',
     default: fixed('4'),
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   MAX_MEM_MB: variable(integer(1), {
     section: VMM_LIMITS,
     description: 'Maximum memory of one VM, in MiB.',
     example: '8192',
     default: fixed('2048'),
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   MAX_ALLOW_IPS: variable(integer(0), {
     section: VMM_LIMITS,
     description: "Maximum number of entries in one VM's egress allow-list.",
     example: '128',
     default: fixed('64'),
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   MAX_EXEC_TIMEOUT_MS: variable(integer(1), {
     section: VMM_LIMITS,
     description: 'Maximum timeout of one exec request, in milliseconds.',
     example: '600000',
     default: fixed('120000'),
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   MAX_RUNTS_TIMEOUT_MS: variable(integer(1), {
     section: VMM_LIMITS,
     description: 'Maximum timeout of one run-TypeScript request, in milliseconds.',
     example: '600000',
     default: fixed('120000'),
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   VSOCK_RETRY_ATTEMPTS: variable(integer(1), {
     section: VMM_VSOCK,
     description: 'How many times to try connecting to the guest agent over vsock.',
     example: '60',
     default: fixed('30'),
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   VSOCK_RETRY_DELAY_MS: variable(integer(0), {
     section: VMM_VSOCK,
     description: 'Delay between vsock connection attempts, in milliseconds.',
     example: '200',
     default: fixed('100'),
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   VSOCK_TIMEOUT_MS: variable(integer(1), {
     section: VMM_VSOCK,
     description: 'Timeout of one vsock request, in milliseconds.',
     example: '30000',
     default: fixed('15000'),
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   VSOCK_HEALTH_TIMEOUT_MS: variable(integer(1), {
     section: VMM_VSOCK,
     description: "Timeout of the guest agent's health check, in milliseconds.",
     example: '30000',
     default: fixed('15000'),
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   VSOCK_BINARY_TIMEOUT_MS: variable(integer(1), {
     section: VMM_VSOCK,
     description: 'Timeout of one binary (file transfer) vsock request, in milliseconds.',
     example: '60000',
     default: fixed('30000'),
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   VSOCK_MAX_JSON_RESPONSE_BYTES: variable(integer(1), {
     section: VMM_VSOCK,
     description: 'Largest JSON response accepted from the guest agent, in bytes.',
     example: '4000000',
     default: fixed('2000000'),
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   VSOCK_MAX_BINARY_RESPONSE_BYTES: variable(integer(1), {
     section: VMM_VSOCK,
     description: 'Largest binary response accepted from the guest agent, in bytes.',
     example: '100000000',
     default: fixed('50000000'),
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
 };
 

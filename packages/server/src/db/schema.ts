@@ -121,6 +121,13 @@ export const taskEnvironments = pgTable(
     isRunning: boolean('is_running').notNull().default(false),
     createdAt: createdAt(),
     destroyedAt: timestamptz('destroyed_at'),
+    // --- Task environments for task authors (packages/server/src/tasks/environments) ---
+    /** 'building' | 'starting' | 'running' | 'stopped' | 'error' | 'destroyed' (see TaskEnvironmentState). */
+    state: text('state').notNull().default('building'),
+    /** Why the environment ended in 'error' (or why its teardown failed). */
+    errorMessage: text('error_message'),
+    /** The backend's name for the sandbox (e.g. the Docker container name), once it exists. */
+    sandboxName: text('sandbox_name'),
   },
   (t) => [index('task_environments_user_id_idx').on(t.userId)],
 );
@@ -148,8 +155,16 @@ export const runs = pgTable(
     taskEnvironmentId: integer('task_environment_id').references(() => taskEnvironments.id),
     /** SHA-256 of the run's agent token: never the token itself. */
     agentTokenHash: text('agent_token_hash'),
-    /** What the task family said about the task (instructions, permissions); set during setup. */
-    taskSetupData: jsonb<{ instructions: string; permissions: string[] }>('task_setup_data'),
+    /**
+     * What the task family said about the task (instructions, permissions); set during setup. The names of its required
+     * environment variables and whether it scores intermediately are kept too, so a restarted server can re-attach.
+     */
+    taskSetupData: jsonb<{
+      instructions: string;
+      permissions: string[];
+      requiredEnvironmentVariables?: string[];
+      intermediateScoring?: boolean;
+    }>('task_setup_data'),
     metadata: jsonb<Record<string, unknown>>('metadata').notNull().default(sql`'{}'::jsonb`),
     setupSteps: jsonb<SetupStepRecord[]>('setup_steps').notNull().default(sql`'[]'::jsonb`),
     /** Usage limits and checkpoint ({usageLimits, checkpoint}); null: the defaults. */
@@ -197,6 +212,8 @@ export const agentBranches = pgTable(
     scoreStatus: text('score_status'),
     fatalError: jsonb<FatalError>('fatal_error'),
     agentCommandResult: jsonb<AgentCommandResult>('agent_command_result'),
+    /** Branches: a forked branch's own usage limits ({tokens, actions, totalSeconds, cost}); null: the run's. */
+    usageLimits: jsonb<Record<string, number>>('usage_limits'),
     isRunning: boolean('is_running').notNull().default(false),
     startedAt: timestamptz('started_at'),
     completedAt: timestamptz('completed_at'),
@@ -361,6 +378,39 @@ export const humanRequests = pgTable(
   ],
 );
 
+// --- manual scoring (runs: branches and scores) ---
+
+/**
+ * Scores people entered for branches the task could not score itself (TaskFamily.score returned None, so the branch
+ * ended in manual scoring). Every entry is kept, with who and when; the latest one is the branch's score.
+ */
+export const manualScores = pgTable(
+  'manual_scores',
+  {
+    id: bigint('id', { mode: 'number' }).primaryKey().generatedByDefaultAsIdentity(),
+    runId: bigint('run_id', { mode: 'number' }).notNull(),
+    agentBranchNumber: integer('agent_branch_number').notNull(),
+    score: doublePrecision('score').notNull(),
+    /** How long the person took to score, when they said. */
+    secondsToScore: doublePrecision('seconds_to_score'),
+    notes: text('notes'),
+    userId: text('user_id')
+      .notNull()
+      .references(() => users.id),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    foreignKey({
+      name: 'manual_scores_branch_fkey',
+      columns: [t.runId, t.agentBranchNumber],
+      foreignColumns: [agentBranches.runId, agentBranches.agentBranchNumber],
+    }).onDelete('cascade'),
+    index('manual_scores_branch_idx').on(t.runId, t.agentBranchNumber),
+  ],
+);
+
+export type ManualScoreRow = typeof manualScores.$inferSelect;
+
 export type RunPauseRow = typeof runPauses.$inferSelect;
 export type IntermediateScoreRow = typeof intermediateScores.$inferSelect;
 export type AgentStateRow = typeof agentStates.$inferSelect;
@@ -388,6 +438,13 @@ export const branchUsage = pgTable(
     /** Wall time of the calls, retries included. */
     generationMs: bigint('generation_ms', { mode: 'number' }).notNull().default(0),
     retryWaitMs: bigint('retry_wait_ms', { mode: 'number' }).notNull().default(0),
+    /**
+     * Usage limits read these counters (with the LLM columns above) instead of scanning the trace: actions taken, and
+     * tokens the agent reported spending outside the middleman (burnTokens). Maintained by runs/hooks/usage-counters.
+     */
+    actions: integer('actions').notNull().default(0),
+    burnedInputTokens: bigint('burned_input_tokens', { mode: 'number' }).notNull().default(0),
+    burnedOutputTokens: bigint('burned_output_tokens', { mode: 'number' }).notNull().default(0),
     updatedAt: timestamptz('updated_at').notNull().defaultNow(),
   },
   (t) => [
@@ -401,3 +458,187 @@ export const branchUsage = pgTable(
 );
 
 export type BranchUsageRow = typeof branchUsage.$inferSelect;
+
+// --- Run page: comments and tags on trace entries (issue 5, part B) ---
+
+/** A person's comment on one trace entry; many per entry. */
+export const traceEntryComments = pgTable(
+  'trace_entry_comments',
+  {
+    id: serial('id').primaryKey(),
+    runId: bigint('run_id', { mode: 'number' }).notNull(),
+    traceEntryId: bigint('trace_entry_id', { mode: 'number' })
+      .notNull()
+      .references(() => traceEntries.id, { onDelete: 'cascade' }),
+    userId: text('user_id').notNull(),
+    content: text('content').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [index('trace_entry_comments_run_idx').on(t.runId, t.traceEntryId)],
+);
+
+/** A tag (a short label) on one trace entry; a tag appears at most once per entry. */
+export const traceEntryTags = pgTable(
+  'trace_entry_tags',
+  {
+    id: serial('id').primaryKey(),
+    runId: bigint('run_id', { mode: 'number' }).notNull(),
+    traceEntryId: bigint('trace_entry_id', { mode: 'number' })
+      .notNull()
+      .references(() => traceEntries.id, { onDelete: 'cascade' }),
+    userId: text('user_id').notNull(),
+    tag: text('tag').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    uniqueIndex('trace_entry_tags_entry_tag_uq').on(t.traceEntryId, t.tag),
+    index('trace_entry_tags_run_idx').on(t.runId),
+  ],
+);
+
+export type TraceEntryCommentRow = typeof traceEntryComments.$inferSelect;
+export type TraceEntryTagRow = typeof traceEntryTags.$inferSelect;
+
+// --- microVM manager (/v1) ---
+// VMs, images, snapshots, API keys, admin sessions, the activity log and exec history of the microVM manager
+// (packages/server/src/vmm). IP addresses and vsock CIDs are allocated here (unique indexes, inside a transaction),
+// never from in-memory counters, so two manager processes or a restarted one never hand out the same address.
+
+/** A VM the manager owns. `backend_id` is the engine's id (its storage directory name), set once it exists. */
+export const vmmVms = pgTable(
+  'vmm_vms',
+  {
+    id: text('id').primaryKey(),
+    name: text('name').notNull(),
+    /** 'creating' | 'running' | 'stopped' | 'lost' | 'failed' | 'destroyed' */
+    state: text('state').notNull(),
+    backendId: text('backend_id'),
+    vcpus: integer('vcpus').notNull(),
+    memMib: integer('mem_mib').notNull(),
+    diskMib: integer('disk_mib'),
+    image: text('image').notNull(),
+    allowList: jsonb<string[]>('allow_list').notNull().default(sql`'[]'::jsonb`),
+    internet: boolean('internet').notNull().default(false),
+    /** Allocated while the VM exists (cleared when it is destroyed, so the address is reused). */
+    ip: text('ip'),
+    cid: integer('cid'),
+    /** Names (never values) of the secret environment variables the VM was created with. */
+    secretEnvNames: jsonb<string[]>('secret_env_names').notNull().default(sql`'[]'::jsonb`),
+    snapshotId: text('snapshot_id'),
+    /** Who created it: 'api-key:<id>', 'config-api-key' or 'admin'. */
+    owner: text('owner').notNull(),
+    lostReason: text('lost_reason'),
+    createdAt: createdAt(),
+    updatedAt: timestamptz('updated_at').notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex('vmm_vms_ip_idx').on(t.ip),
+    uniqueIndex('vmm_vms_cid_idx').on(t.cid),
+    index('vmm_vms_state_idx').on(t.state),
+  ],
+);
+
+/** Guest images: a directory under IMAGES_DIR with vmlinuz, initramfs.img and rootfs.ext4 (or the built-in one). */
+export const vmmImages = pgTable('vmm_images', {
+  name: text('name').primaryKey(),
+  /** The directory the engine boots from. */
+  dir: text('dir').notNull(),
+  builtIn: boolean('built_in').notNull().default(false),
+  isDefault: boolean('is_default').notNull().default(false),
+  createdAt: createdAt(),
+});
+
+/** A snapshot of a VM: disk, and memory + device state when `includes_memory`. */
+export const vmmSnapshots = pgTable('vmm_snapshots', {
+  id: text('id').primaryKey(),
+  vmId: text('vm_id').notNull(),
+  image: text('image').notNull(),
+  vcpus: integer('vcpus').notNull(),
+  memMib: integer('mem_mib').notNull(),
+  dir: text('dir').notNull(),
+  includesMemory: boolean('includes_memory').notNull(),
+  sizeBytes: bigint('size_bytes', { mode: 'number' }).notNull(),
+  createdAt: createdAt(),
+});
+
+/** API keys: `trm_<prefix>_<secret>`, looked up by prefix, the whole key checked against a scrypt hash. */
+export const vmmApiKeys = pgTable('vmm_api_keys', {
+  id: text('id').primaryKey(),
+  name: text('name').notNull(),
+  prefix: text('prefix').notNull().unique(),
+  /** `scrypt$N$r$p$<salt b64>$<hash b64>` */
+  hash: text('hash').notNull(),
+  expiresAt: timestamptz('expires_at'),
+  revokedAt: timestamptz('revoked_at'),
+  lastUsedAt: timestamptz('last_used_at'),
+  createdAt: createdAt(),
+});
+
+/** Admin console sessions: only a SHA-256 of the (256-bit random) token is stored. */
+export const vmmAdminSessions = pgTable(
+  'vmm_admin_sessions',
+  {
+    tokenHash: text('token_hash').primaryKey(),
+    email: text('email').notNull(),
+    expiresAt: timestamptz('expires_at').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [index('vmm_admin_sessions_expires_idx').on(t.expiresAt)],
+);
+
+/** Everything done to VMs (create/stop/start/destroy/exec/snapshot/…), by whom. */
+export const vmmActivity = pgTable(
+  'vmm_activity',
+  {
+    id: serial('id').primaryKey(),
+    vmId: text('vm_id'),
+    action: text('action').notNull(),
+    actor: text('actor').notNull(),
+    details: jsonb<Record<string, unknown>>('details').notNull().default(sql`'{}'::jsonb`),
+    createdAt: createdAt(),
+  },
+  (t) => [index('vmm_activity_vm_idx').on(t.vmId)],
+);
+
+/** One row per exec / run-ts / run-js on a VM; `request_id` is the id the guest agent deduplicates by. */
+export const vmmExecHistory = pgTable(
+  'vmm_exec_history',
+  {
+    id: serial('id').primaryKey(),
+    vmId: text('vm_id').notNull(),
+    requestId: text('request_id').notNull(),
+    kind: text('kind').notNull(),
+    command: jsonb<string[]>('command').notNull(),
+    actor: text('actor').notNull(),
+    exitCode: integer('exit_code'),
+    timedOut: boolean('timed_out').notNull().default(false),
+    durationMs: integer('duration_ms'),
+    error: text('error'),
+    startedAt: timestamptz('started_at').notNull().defaultNow(),
+    finishedAt: timestamptz('finished_at'),
+  },
+  (t) => [
+    index('vmm_exec_history_vm_idx').on(t.vmId),
+    uniqueIndex('vmm_exec_history_request_idx').on(t.vmId, t.requestId),
+  ],
+);
+
+export type VmmVmRow = typeof vmmVms.$inferSelect;
+export type VmmImageRow = typeof vmmImages.$inferSelect;
+export type VmmSnapshotRow = typeof vmmSnapshots.$inferSelect;
+export type VmmApiKeyRow = typeof vmmApiKeys.$inferSelect;
+export type VmmActivityRow = typeof vmmActivity.$inferSelect;
+export type VmmExecHistoryRow = typeof vmmExecHistory.$inferSelect;
+
+/** Webhooks of the microVM manager: activity events are POSTed to `url`, signed with HMAC-SHA256 under `secret`. */
+export const vmmWebhooks = pgTable('vmm_webhooks', {
+  id: text('id').primaryKey(),
+  url: text('url').notNull(),
+  /** The signing secret (shown once at creation; needed in clear to sign every delivery). */
+  secret: text('secret').notNull(),
+  /** Activity actions delivered; empty: all. */
+  actions: jsonb<string[]>('actions').notNull().default(sql`'[]'::jsonb`),
+  createdAt: createdAt(),
+});
+
+export type VmmWebhookRow = typeof vmmWebhooks.$inferSelect;

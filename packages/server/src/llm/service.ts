@@ -1,6 +1,7 @@
-import { and, eq, sql } from 'drizzle-orm';
+import { and, eq } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
 import { branchUsage } from '../db/schema.js';
+import { chargeGeneration } from '../runs/hooks/usage-counters.js';
 import type { RunRepository } from '../runs/repository.js';
 import type { Middleman } from './middleman.js';
 import {
@@ -262,8 +263,10 @@ export class LlmService {
       .from(branchUsage)
       .where(and(eq(branchUsage.runId, runId), eq(branchUsage.agentBranchNumber, agentBranchNumber)));
     if (!row) return { ...EMPTY_BRANCH_USAGE };
-    const { runId: _r, agentBranchNumber: _b, updatedAt: _u, ...usage } = row;
-    return usage;
+    // Only the middleman's columns: the row also holds the hooks' counters (actions, burned tokens).
+    return Object.fromEntries(
+      (Object.keys(EMPTY_BRANCH_USAGE) as (keyof BranchUsage)[]).map((key) => [key, row[key]]),
+    ) as unknown as BranchUsage;
   }
 
   private async record(ctx: LlmCallContext, content: GenerationTraceContent): Promise<number> {
@@ -274,35 +277,14 @@ export class LlmService {
       content,
     });
     const u = content.usage;
-    const row = {
-      runId: ctx.runId,
-      agentBranchNumber: ctx.agentBranchNumber,
-      generations: 1,
+    await chargeGeneration(this.db, ctx, {
       inputTokens: u.inputTokens,
       outputTokens: u.outputTokens,
       cacheReadTokens: u.cacheReadTokens ?? 0,
-      cost: u.cost ?? 0,
-      unknownCostGenerations: u.cost === null ? 1 : 0,
-      generationMs: Math.round(content.durationMs),
-      retryWaitMs: Math.round(content.retryWaitMs),
-    };
-    await this.db
-      .insert(branchUsage)
-      .values(row)
-      .onConflictDoUpdate({
-        target: [branchUsage.runId, branchUsage.agentBranchNumber],
-        set: {
-          generations: sql`${branchUsage.generations} + ${row.generations}`,
-          inputTokens: sql`${branchUsage.inputTokens} + ${row.inputTokens}`,
-          outputTokens: sql`${branchUsage.outputTokens} + ${row.outputTokens}`,
-          cacheReadTokens: sql`${branchUsage.cacheReadTokens} + ${row.cacheReadTokens}`,
-          cost: sql`${branchUsage.cost} + ${row.cost}`,
-          unknownCostGenerations: sql`${branchUsage.unknownCostGenerations} + ${row.unknownCostGenerations}`,
-          generationMs: sql`${branchUsage.generationMs} + ${row.generationMs}`,
-          retryWaitMs: sql`${branchUsage.retryWaitMs} + ${row.retryWaitMs}`,
-          updatedAt: sql`now()`,
-        },
-      });
+      cost: u.cost,
+      generationMs: content.durationMs,
+      retryWaitMs: content.retryWaitMs,
+    });
     await this.options.afterCall?.(ctx).catch(() => undefined);
     return id;
   }

@@ -6,14 +6,16 @@ import type {
   StepRecord,
   TraceEntryKind,
 } from '@terrarium/shared';
-import { and, asc, desc, eq, gt, isNull, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, isNotNull, isNull, lte, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
 import {
+  type AgentBranchRow,
   agentBranches,
   agentStates,
   type HumanRequestRow,
   humanRequests,
   intermediateScores,
+  manualScores,
   type RunRow,
   runPauses,
   runs,
@@ -26,6 +28,7 @@ import type {
   HumanRequestKind,
   HumanRequestRecord,
   IntermediateScoreRecord,
+  ManualScoreRecord,
   NewRun,
   RunPauseRecord,
   RunRecord,
@@ -78,8 +81,12 @@ export class DrizzleRunRepository implements RunRepository {
       where id = ${runId}`);
   }
 
-  async insertBranch(runId: number, agentBranchNumber: number): Promise<void> {
-    await this.db.insert(agentBranches).values({ runId, agentBranchNumber });
+  async insertBranch(
+    runId: number,
+    agentBranchNumber: number,
+    fork?: Parameters<RunRepository['insertBranch']>[2],
+  ): Promise<void> {
+    await this.db.insert(agentBranches).values({ runId, agentBranchNumber, ...fork });
   }
 
   async getBranch(runId: number, agentBranchNumber: number): Promise<BranchRecord | undefined> {
@@ -87,17 +94,16 @@ export class DrizzleRunRepository implements RunRepository {
       .select()
       .from(agentBranches)
       .where(and(eq(agentBranches.runId, runId), eq(agentBranches.agentBranchNumber, agentBranchNumber)));
-    if (!row) return undefined;
-    return {
-      runId: row.runId,
-      agentBranchNumber: row.agentBranchNumber,
-      submission: row.submission,
-      score: row.score,
-      agentCommandResult: (row.agentCommandResult as AgentCommandResult | null) ?? null,
-      isRunning: row.isRunning,
-      startedAt: row.startedAt,
-      completedAt: row.completedAt,
-    };
+    return row && toBranchRecord(row);
+  }
+
+  async listBranches(runId: number): Promise<BranchRecord[]> {
+    const rows = await this.db
+      .select()
+      .from(agentBranches)
+      .where(eq(agentBranches.runId, runId))
+      .orderBy(asc(agentBranches.agentBranchNumber));
+    return rows.map(toBranchRecord);
   }
 
   async updateBranch(
@@ -147,16 +153,7 @@ export class DrizzleRunRepository implements RunRepository {
       .from(traceEntries)
       .where(and(...conditions))
       .orderBy(asc(traceEntries.id));
-    return rows.map((row) => ({
-      id: row.id,
-      runId: row.runId,
-      agentBranchNumber: row.agentBranchNumber,
-      index: row.index,
-      kind: row.kind as TraceEntryKind,
-      content: row.content,
-      calledAt: row.calledAt,
-      agentTimestamp: row.agentTimestamp,
-    }));
+    return rows.map(toTraceEntryRecord);
   }
 
   // --- agent API (hooks) ---
@@ -238,6 +235,53 @@ export class DrizzleRunRepository implements RunRepository {
     return row!.id;
   }
 
+  async findAgentStateAtOrBefore(
+    runId: number,
+    traceEntryId: number,
+  ): Promise<{ traceEntryId: number; agentBranchNumber: number; state: unknown } | undefined> {
+    const entry = await this.getTraceEntry(runId, traceEntryId);
+    if (!entry) return undefined;
+    const [row] = await this.db
+      .select()
+      .from(agentStates)
+      .where(
+        and(
+          eq(agentStates.runId, runId),
+          eq(agentStates.agentBranchNumber, entry.agentBranchNumber),
+          isNotNull(agentStates.traceEntryId),
+          lte(agentStates.traceEntryId, traceEntryId),
+        ),
+      )
+      .orderBy(desc(agentStates.traceEntryId))
+      .limit(1);
+    return row && { traceEntryId: row.traceEntryId!, agentBranchNumber: row.agentBranchNumber, state: row.state };
+  }
+
+  async getTraceEntry(runId: number, id: number): Promise<TraceEntryRecord | undefined> {
+    const [row] = await this.db
+      .select()
+      .from(traceEntries)
+      .where(and(eq(traceEntries.runId, runId), eq(traceEntries.id, id)));
+    return row && toTraceEntryRecord(row);
+  }
+
+  async listRunIntermediateScores(runId: number): Promise<IntermediateScoreRecord[]> {
+    return this.db
+      .select()
+      .from(intermediateScores)
+      .where(eq(intermediateScores.runId, runId))
+      .orderBy(asc(intermediateScores.id));
+  }
+
+  async insertManualScore(score: Omit<ManualScoreRecord, 'id' | 'createdAt'>): Promise<number> {
+    const [row] = await this.db.insert(manualScores).values(score).returning({ id: manualScores.id });
+    return row!.id;
+  }
+
+  async listManualScores(runId: number): Promise<ManualScoreRecord[]> {
+    return this.db.select().from(manualScores).where(eq(manualScores.runId, runId)).orderBy(asc(manualScores.id));
+  }
+
   async setAgentStateTraceEntry(id: number, traceEntryId: number): Promise<void> {
     await this.db.update(agentStates).set({ traceEntryId }).where(eq(agentStates.id, id));
   }
@@ -291,6 +335,36 @@ export class DrizzleRunRepository implements RunRepository {
   async setHumanRequestTraceEntry(id: number, traceEntryId: number): Promise<void> {
     await this.db.update(humanRequests).set({ traceEntryId }).where(eq(humanRequests.id, id));
   }
+}
+
+function toTraceEntryRecord(row: typeof traceEntries.$inferSelect): TraceEntryRecord {
+  return {
+    id: row.id,
+    runId: row.runId,
+    agentBranchNumber: row.agentBranchNumber,
+    index: row.index,
+    kind: row.kind as TraceEntryKind,
+    content: row.content,
+    calledAt: row.calledAt,
+    agentTimestamp: row.agentTimestamp,
+  };
+}
+
+function toBranchRecord(row: AgentBranchRow): BranchRecord {
+  return {
+    runId: row.runId,
+    agentBranchNumber: row.agentBranchNumber,
+    parentAgentBranchNumber: row.parentAgentBranchNumber,
+    parentTraceEntryId: row.parentTraceEntryId,
+    scoreStatus: row.scoreStatus,
+    usageLimits: row.usageLimits ?? null,
+    submission: row.submission,
+    score: row.score,
+    agentCommandResult: (row.agentCommandResult as AgentCommandResult | null) ?? null,
+    isRunning: row.isRunning,
+    startedAt: row.startedAt,
+    completedAt: row.completedAt,
+  };
 }
 
 function toHumanRequest(row: HumanRequestRow): HumanRequestRecord {

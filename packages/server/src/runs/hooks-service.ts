@@ -11,6 +11,8 @@ import type {
   UsageLimits,
 } from '@terrarium/shared';
 import { resolveUsageLimits } from '@terrarium/shared';
+import type { OptionsRater } from '../llm/options-rater.js';
+import type { SafetyPolicy } from '../llm/safety.js';
 import { TaskOperationError } from '../tasks/driver.js';
 import { loadTaskFamily } from '../tasks/family.js';
 import { ConflictError, NotFoundError } from './errors.js';
@@ -19,13 +21,22 @@ import {
   BranchEndedError,
   BranchPausedError,
   InvalidHookCallError,
+  ModelUnavailableError,
   NoLiveSandboxError,
   UsageLimitsReachedError,
 } from './hooks/errors.js';
+import { MemoryUsageCounters, type UsageCounterStore } from './hooks/usage-counters.js';
 import { liveSandboxes as defaultLiveSandboxes, type LiveSandboxes } from './live-sandboxes.js';
 import type { BranchRecord, HumanRequestRecord, RunPauseRecord, RunRecord, RunRepository } from './repository.js';
 
-export { BranchEndedError, BranchPausedError, InvalidHookCallError, NoLiveSandboxError, UsageLimitsReachedError };
+export {
+  BranchEndedError,
+  BranchPausedError,
+  InvalidHookCallError,
+  ModelUnavailableError,
+  NoLiveSandboxError,
+  UsageLimitsReachedError,
+};
 
 /** What a branch has used, unrounded, as the limits see it. */
 interface MeasuredUsage {
@@ -37,7 +48,8 @@ interface MeasuredUsage {
   /** Working time: since the branch started, minus pauses and LLM retry waits. */
   activeMs: number;
   pausedMs: number;
-  open: RunPauseRecord | undefined;
+  /** Why the branch is paused now; null when it is not. */
+  openReason: string | null;
 }
 
 const LIMIT_NAMES: Record<keyof ResolvedUsageLimits, string> = {
@@ -59,6 +71,15 @@ export interface HooksServiceOptions {
   pauseWaitMs?: number;
   /** How often a waiting mutation looks at the pause again (an unpause in this process wakes it at once). */
   pausePollMs?: number;
+  /**
+   * Where usage is counted (runs/hooks/usage-counters.ts): the server passes `DbUsageCounters` over the database the
+   * LLM service charges generations to. Without it, counts live in this process and generations are not seen.
+   */
+  counters?: UsageCounterStore;
+  /** The safety policy (llm/safety.ts) checkActionSafety asks; without it only runs without full internet pass. */
+  safety?: Pick<SafetyPolicy, 'checkAction'>;
+  /** Rates options with the agent's ratingModel (llm/options-rater.ts); without it a person rates them. */
+  rater?: Pick<OptionsRater, 'rate'>;
 }
 
 /** Pauses that let hook calls through: pyhooks records its own retries as pauses and keeps calling. */
@@ -84,6 +105,9 @@ export class HooksService {
   private readonly manifests = new Map<number, Promise<Manifest | undefined>>();
   private readonly locks = new Map<string, Promise<void>>();
   private readonly ending = new Set<string>();
+  private readonly counters: UsageCounterStore;
+  private readonly safety: HooksServiceOptions['safety'];
+  private readonly rater: HooksServiceOptions['rater'];
 
   constructor(
     private readonly repo: RunRepository,
@@ -93,6 +117,9 @@ export class HooksService {
     this.live = options.liveSandboxes ?? defaultLiveSandboxes;
     this.pauseWaitMs = options.pauseWaitMs ?? 5 * 60_000;
     this.pausePollMs = options.pausePollMs ?? 1000;
+    this.counters = options.counters ?? new MemoryUsageCounters(repo);
+    this.safety = options.safety;
+    this.rater = options.rater;
   }
 
   async instructions(runId: number): Promise<{ taskId: string; instructions: string; permissions: string[] }> {
@@ -123,21 +150,31 @@ export class HooksService {
     agentTimestamp?: number,
   ): Promise<number> {
     const key = { runId, agentBranchNumber };
-    await this.waitWhilePaused(key);
-    if (kind !== 'action') return this.append(key, kind, content, agentTimestamp);
-    // Actions are counted one at a time per branch, so two concurrent actions cannot both take the last one.
-    return this.withBranchLock(key, async () => {
-      // Again under the lock: an action just before this one may have reached a checkpoint.
+    if (kind !== 'action') {
       await this.waitWhilePaused(key);
-      const limits = await this.limits(runId);
-      const used = await this.measure(key);
-      if (used.actions + 1 > limits.usageLimits.actions) {
-        const detail = `Usage limit reached: action ${used.actions + 1} is over the limit of ${limits.usageLimits.actions} actions.`;
+      return this.append(key, kind, content, agentTimestamp);
+    }
+    // Actions are taken one at a time per branch in this process (and atomically in the database across processes).
+    // The pause is awaited under the lock: an action just before this one may have reached a checkpoint.
+    return this.withBranchLock(key, async () => {
+      const branch = await this.waitWhilePaused(key);
+      const run = await this.requireRun(runId);
+      const limits = await this.limits(runId, run);
+      // The counter is taken before the entry is written: an action over the limit is never recorded.
+      const taken = await this.counters.takeAction(key, limits.usageLimits.actions);
+      if (taken === undefined) {
+        const detail = `Usage limit reached: action ${limits.usageLimits.actions + 1} is over the limit of ${limits.usageLimits.actions} actions.`;
         await this.endForUsageLimits(key, detail);
         throw new UsageLimitsReachedError(detail);
       }
-      const id = await this.append(key, kind, content, agentTimestamp);
-      await this.enforceUsageLimits(key);
+      let id: number;
+      try {
+        id = await this.append(key, kind, content, agentTimestamp);
+      } catch (error) {
+        await this.counters.returnAction(key);
+        throw error;
+      }
+      await this.enforceUsageLimits(key, { run, branch });
       return id;
     });
   }
@@ -373,8 +410,8 @@ export class HooksService {
       cost: used.cost,
       totalSeconds: Math.floor(used.activeMs / 1000),
       pausedSeconds: Math.floor(used.pausedMs / 1000),
-      isPaused: used.open !== undefined,
-      pausedReason: used.open?.reason ?? null,
+      isPaused: used.openReason !== null,
+      pausedReason: used.openReason,
       usageLimits: limits.usageLimits,
       checkpoint: limits.checkpoint,
     };
@@ -383,8 +420,11 @@ export class HooksService {
   // --- usage limits ----------------------------------------------------------------------------------------------
 
   /** The run's limits (defaults filled in) and its checkpoint. */
-  async limits(runId: number): Promise<{ usageLimits: ResolvedUsageLimits; checkpoint: UsageLimits | null }> {
-    const run = await this.requireRun(runId);
+  async limits(
+    runId: number,
+    known?: RunRecord,
+  ): Promise<{ usageLimits: ResolvedUsageLimits; checkpoint: UsageLimits | null }> {
+    const run = known ?? (await this.requireRun(runId));
     return {
       usageLimits: resolveUsageLimits(run.usageLimits.usageLimits),
       checkpoint: run.usageLimits.checkpoint,
@@ -396,17 +436,22 @@ export class HooksService {
    * limit the branch ends (usage-limits); at or past a checkpoint it pauses (checkpoint) until a person raises the
    * checkpoint and unpauses it.
    */
-  async enforceUsageLimits(key: BranchKey): Promise<'ok' | 'paused' | 'ended'> {
-    const branch = await this.repo.getBranch(key.runId, key.agentBranchNumber);
+  async enforceUsageLimits(
+    key: BranchKey,
+    known?: { run: RunRecord; branch: BranchRecord },
+  ): Promise<'ok' | 'paused' | 'ended'> {
+    // `known`: the caller read both just now, under the branch's lock (an action), so they are still current.
+    const branch = known?.branch ?? (await this.repo.getBranch(key.runId, key.agentBranchNumber));
     if (!branch?.isRunning) return 'ok';
-    const limits = await this.limits(key.runId);
-    const used = await this.measure(key);
+    const run = known?.run ?? (await this.requireRun(key.runId));
+    const limits = await this.limits(key.runId, run);
+    const used = await this.measure(key, { run, branch });
     const over = overLimit(used, limits.usageLimits);
     if (over) {
       await this.endForUsageLimits(key, over);
       return 'ended';
     }
-    if (used.open) return used.open.reason === 'checkpoint' ? 'paused' : 'ok';
+    if (used.openReason !== null) return used.openReason === 'checkpoint' ? 'paused' : 'ok';
     if (limits.checkpoint && atCheckpoint(used, limits.checkpoint)) {
       await this.pauseFor(key, 'checkpoint');
       return 'paused';
@@ -419,9 +464,10 @@ export class HooksService {
    * room left under the token or cost limit, or another limit is already past.
    */
   async beforeGeneration(key: BranchKey): Promise<void> {
-    await this.waitWhilePaused(key);
-    const limits = await this.limits(key.runId);
-    const used = await this.measure(key);
+    const branch = await this.waitWhilePaused(key);
+    const run = await this.requireRun(key.runId);
+    const limits = await this.limits(key.runId, run);
+    const used = await this.measure(key, { run, branch });
     const over =
       overLimit(used, limits.usageLimits) ??
       (used.tokens >= limits.usageLimits.tokens
@@ -490,35 +536,18 @@ export class HooksService {
     return result;
   }
 
-  /** Counts the branch's usage from its trace and pauses. */
-  private async measure(key: BranchKey): Promise<MeasuredUsage> {
-    const branch = await this.requireBranch(key);
-    const run = await this.requireRun(key.runId);
+  /**
+   * The branch's usage from its counters (runs/hooks/usage-counters.ts): a fixed number of queries whatever the
+   * length of its trace.
+   */
+  private async measure(key: BranchKey, known?: { run?: RunRecord; branch?: BranchRecord }): Promise<MeasuredUsage> {
+    const branch = known?.branch ?? (await this.requireBranch(key));
+    const run = known?.run ?? (await this.requireRun(key.runId));
     const now = new Date();
-    const entries = await this.repo.listTraceEntries(key.runId, { agentBranchNumber: key.agentBranchNumber });
-    let actions = 0;
-    let inputTokens = 0;
-    let outputTokens = 0;
-    let cost = 0;
-    let retryWaitMs = 0;
-    for (const entry of entries) {
-      if (entry.kind === 'action') actions++;
-      const content = (entry.content ?? {}) as Record<string, unknown>;
-      if (entry.kind === 'generation') {
-        const usage = (content.usage ?? {}) as Record<string, unknown>;
-        inputTokens += num(usage.inputTokens);
-        outputTokens += num(usage.outputTokens);
-        cost += num(usage.cost);
-        retryWaitMs += num(content.retryWaitMs);
-      } else if (entry.kind === 'burn-tokens') {
-        inputTokens += num(content.promptTokens);
-        outputTokens += num(content.completionTokens);
-      }
-    }
     const start = branch.startedAt ?? run.startedAt ?? now;
     const end = branch.isRunning ? now : (branch.completedAt ?? now);
-    const pausedMs = pausedWithin(await this.repo.listPauses(key.runId, key.agentBranchNumber), start, end);
-    const open = await this.repo.getOpenPause(key.runId, key.agentBranchNumber);
+    const counters = await this.counters.read(key, { start, end });
+    const { actions, inputTokens, outputTokens, cost, retryWaitMs, pausedMs, openPauseReason } = counters;
     return {
       actions,
       tokens: inputTokens + outputTokens,
@@ -527,7 +556,7 @@ export class HooksService {
       cost,
       activeMs: Math.max(0, end.getTime() - start.getTime() - pausedMs - retryWaitMs),
       pausedMs,
-      open,
+      openReason: openPauseReason,
     };
   }
 
@@ -538,7 +567,25 @@ export class HooksService {
     agentTimestamp?: number,
   ): Promise<number> {
     await this.waitWhilePaused(key);
-    return this.append(key, 'burn-tokens', tokens, agentTimestamp);
+    const id = await this.append(key, 'burn-tokens', tokens, agentTimestamp);
+    await this.counters.addBurnedTokens(key, tokens.promptTokens, tokens.completionTokens);
+    await this.enforceUsageLimits(key);
+    return id;
+  }
+
+  /**
+   * Whether an action the agent proposes may go ahead: `{notice: null}`, or a notice saying why not. Only
+   * unsupervised full-internet runs are checked (llm/safety.ts); each check is traced (`safety-check`).
+   */
+  async checkActionSafety(key: BranchKey, action: string): Promise<{ notice: string | null }> {
+    await this.waitWhilePaused(key);
+    if (this.safety) return this.safety.checkAction(key, action);
+    const run = await this.requireRun(key.runId);
+    if (!(run.taskSetupData?.permissions ?? []).includes('full_internet')) return { notice: null };
+    throw new ConflictError(
+      'Actions of full-internet runs are checked by an LLM, and this server has no LLM middleman configured ' +
+        '(see docs/llm.md); set SKIP_SAFETY_POLICY_CHECKING=true to run without the check.',
+    );
   }
 
   // --- people ----------------------------------------------------------------------------------------------------
@@ -595,7 +642,9 @@ export class HooksService {
     await this.waitWhilePaused(key);
     const run = await this.requireRun(key.runId);
     const fixed = body.options.map((o) => (typeof o.fixedRating === 'number' ? o.fixedRating : null));
-    const immediate = run.metadata.interactive !== true && fixed.every((r) => r !== null);
+    const modelRated = await this.modelRatings(key, body, fixed);
+    const ratings = modelRated?.ratings ?? fixed;
+    const immediate = run.metadata.interactive !== true && ratings.every((r) => r !== null);
     const request = {
       options: body.options,
       description: body.description ?? null,
@@ -612,22 +661,73 @@ export class HooksService {
     });
     let choice: number | null = null;
     if (immediate) {
-      const ratings = fixed as number[];
-      choice = ratings.indexOf(Math.max(...ratings));
+      const known = ratings as number[];
+      choice = known.indexOf(Math.max(...known));
     }
     const traceEntryId = await this.append(
       key,
       'rating-request',
-      { requestId, ...request, choice, modelRatings: fixed },
+      {
+        requestId,
+        ...request,
+        choice,
+        modelRatings: ratings,
+        ...(modelRated && { ratingCalls: modelRated.calls }),
+      },
       options.agentTimestamp,
     );
     await this.repo.setHumanRequestTraceEntry(requestId, traceEntryId);
     if (choice !== null) {
-      await this.repo.answerHumanRequest(requestId, { choice, ratings: fixed }, 'fixed-ratings');
-      return { requestId, traceEntryId, chosen: { ...body.options[choice]!, rating: fixed[choice] ?? null } };
+      await this.repo.answerHumanRequest(
+        requestId,
+        { choice, ratings },
+        modelRated ? `model:${body.ratingModel}` : 'fixed-ratings',
+      );
+      return { requestId, traceEntryId, chosen: { ...body.options[choice]!, rating: ratings[choice] ?? null } };
     }
     await this.pauseFor(key, 'human-rating');
     return { requestId, traceEntryId, chosen: null };
+  }
+
+  /**
+   * The agent's rating model rates the options without a fixed rating, when the request names one and this server
+   * can call models. The calls are charged to the branch's usage (they are the agent's model calls) and the limits
+   * checked after; an ended branch refuses the call.
+   */
+  private async modelRatings(
+    key: BranchKey,
+    body: RatingRequestBody,
+    fixed: Array<number | null>,
+  ): Promise<{ ratings: number[]; calls: unknown[] } | undefined> {
+    if (!this.rater || !body.ratingModel || fixed.every((r) => r !== null)) return undefined;
+    if (!body.ratingTemplate) {
+      throw new InvalidHookCallError(
+        'ratingTemplate is required with ratingModel: the prompt that asks the model for a rating from 1 to 5, with ' +
+          '{{transcript}} and {{action}} where the transcript and each option go.',
+      );
+    }
+    const { ratings, calls } = await this.rater.rate(key, {
+      ratingModel: body.ratingModel,
+      ratingTemplate: body.ratingTemplate,
+      transcript: body.transcript ?? '',
+      options: body.options,
+    });
+    for (const call of calls) {
+      await this.counters.addGeneration(key, {
+        inputTokens: call.inputTokens,
+        outputTokens: call.outputTokens,
+        cacheReadTokens: 0,
+        cost: call.cost,
+        generationMs: call.durationMs,
+        retryWaitMs: call.retryWaitMs,
+      });
+    }
+    if ((await this.enforceUsageLimits(key)) === 'ended') {
+      throw new UsageLimitsReachedError(
+        `Usage limit reached while rating options with ${body.ratingModel}; the branch has ended.`,
+      );
+    }
+    return { ratings, calls };
   }
 
   async retrieveRatings(
@@ -828,10 +928,6 @@ export type HumanRequestRef = { requestId: number } | { agentIndex: number };
 
 function toDate(ms: number | undefined): Date | null {
   return ms === undefined ? null : new Date(ms);
-}
-
-function num(value: unknown): number {
-  return typeof value === 'number' && Number.isFinite(value) ? value : 0;
 }
 
 function errorContent(

@@ -234,6 +234,13 @@ export interface RunQueueOptions {
   candidatesPerPass?: number;
   /** Called on every pass before claiming (e.g. to act on kill requests from other processes). */
   beforePass?: () => Promise<void>;
+  /**
+   * At most this many runs start per pass (default: as many as capacity allows). With `timerOnly` and a 6 s interval,
+   * 1 models a queue that starts one run per tick (the reference design's default), for comparison in benchmarks.
+   */
+  startsPerPass?: number;
+  /** Pass only on the timer: creations, ends and limit changes do not trigger a pass. */
+  timerOnly?: boolean;
   log: Logger;
 }
 
@@ -268,13 +275,18 @@ export class RunQueue {
   start(): void {
     this.started = true;
     this.stopped = false;
-    this.timer = setInterval(() => this.poke(), this.options.intervalMs);
+    this.timer = setInterval(() => this.schedulePass(), this.options.intervalMs);
     this.timer.unref();
-    this.poke();
+    this.schedulePass();
   }
 
   /** Asks for a pass as soon as possible. */
   poke(): void {
+    if (this.options.timerOnly) return;
+    this.schedulePass();
+  }
+
+  private schedulePass(): void {
     if (!this.started || this.stopped) return;
     if (this.running) {
       this.again = true;
@@ -307,11 +319,12 @@ export class RunQueue {
     const idle = this.options.activeCount !== undefined && this.options.activeCount() === 0;
     if (hold && !idle) {
       // Look again soon rather than a whole interval later: load usually drops within seconds.
-      setTimeout(() => this.poke(), Math.min(this.options.intervalMs, 1000)).unref();
+      if (!this.options.timerOnly) setTimeout(() => this.poke(), Math.min(this.options.intervalMs, 1000)).unref();
       return [];
     }
     if (this.stopped) return [];
     const claimed = await this.options.store.claim(this.options.runnerId, {
+      ...(this.options.startsPerPass !== undefined && { maxRuns: this.options.startsPerPass }),
       ...(hold && { maxRuns: 1 }),
       ...(this.options.candidatesPerPass !== undefined && { candidates: this.options.candidatesPerPass }),
     });

@@ -1,6 +1,6 @@
 import { isTerminalRunStatus } from '@terrarium/shared';
 import type { Logger } from 'pino';
-import type { SandboxBackend, SandboxInfo } from '../sandbox/types.js';
+import type { Sandbox, SandboxBackend, SandboxInfo } from '../sandbox/types.js';
 import type { RunEngine } from './engine.js';
 import type { QueueStore } from './queue.js';
 
@@ -30,8 +30,9 @@ export interface ReaperOptions {
  * Makes the database and the sandboxes agree after faults.
  *
  * - `recover()` (at start-up, before the queue runs): this runner's runs that were setting up go back to the queue;
- *   runs whose agent was running end in a clear error and their sandbox is removed (re-attaching to a surviving
- *   sandbox is not implemented yet); runs whose sandbox vanished end in a clear error.
+ *   runs whose agent was running (or being scored) and whose sandbox survived are re-attached: the engine follows
+ *   the agent, which runs detached in the sandbox, and finishes the run; runs whose sandbox vanished end in a clear
+ *   error.
  * - `reap()` (at start-up and on a timer): a run this runner owns that is active in the database but not in the
  *   engine is ended; a sandbox of this installation whose run is terminal or unknown is removed, and so is a
  *   task-setup probe this runner left behind at start-up.
@@ -63,17 +64,36 @@ export class Reaper {
     return { found: sandboxes.length, alive: sandboxes.filter((s) => s.state === 'running').length };
   }
 
+  /** The run's one running sandbox, when exactly one survived (more than one: something is wrong, start afresh). */
+  private async survivingSandbox(runId: number): Promise<Sandbox | undefined> {
+    const sandboxes = await this.sandboxesOf(runId);
+    const running = sandboxes.filter((info) => info.state === 'running');
+    if (running.length !== 1 || sandboxes.length !== 1) return undefined;
+    return this.options.backend.get(running[0]!.id);
+  }
+
   private async destroy(info: SandboxInfo): Promise<void> {
     const sandbox = await this.options.backend.get(info.id);
     await sandbox?.destroy();
   }
 
-  async recover(): Promise<{ requeued: number[]; failed: number[] }> {
+  async recover(): Promise<{ requeued: number[]; failed: number[]; reattached: number[] }> {
     const { store, log } = this.options;
     const requeued: number[] = [];
     const failed: number[] = [];
+    const reattached: number[] = [];
     for (const run of await store.activeRuns(this.owner)) {
       if (this.options.engine.isActive(run.id)) continue;
+      if (run.status !== 'setting-up') {
+        // The agent runs detached in its sandbox: when the sandbox survived, the engine follows it again.
+        const sandbox = await this.survivingSandbox(run.id);
+        if (sandbox) {
+          void this.options.engine.reattach(run.id, sandbox);
+          reattached.push(run.id);
+          log.info({ runId: run.id, sandbox: sandbox.name }, 'run re-attached to its surviving sandbox');
+          continue;
+        }
+      }
       const { found, alive } = await this.destroyRunSandboxes(run.id);
       if (run.status === 'setting-up') {
         if (await store.requeue(run.id, 'setting-up')) {
@@ -95,7 +115,7 @@ export class Reaper {
       'terrarium.purpose': 'task-setup-data',
     });
     await Promise.all(probes.map((info) => this.destroy(info)));
-    return { requeued, failed };
+    return { requeued, failed, reattached };
   }
 
   /** One sweep; returns the runs ended and the sandboxes removed. */

@@ -33,7 +33,13 @@ export interface RunRecord extends NewRun {
   errorMessage: string | null;
   agentTokenHash: string | null;
   /** What TaskFamily told us about the task; set once the task-setup-data step succeeds. */
-  taskSetupData: { instructions: string; permissions: string[] } | null;
+  taskSetupData: {
+    instructions: string;
+    permissions: string[];
+    /** Names of the variables the task requires (kept so a restarted server can re-attach to the run). */
+    requiredEnvironmentVariables?: string[];
+    intermediateScoring?: boolean;
+  } | null;
   steps: StepRecord[];
   priority: RunPriority;
   /** Stored limits (not yet resolved against the defaults). */
@@ -49,6 +55,13 @@ export interface RunRecord extends NewRun {
 export interface BranchRecord {
   runId: number;
   agentBranchNumber: number;
+  /** The branch this one forked from (null for the trunk) and the trace entry it forked at. */
+  parentAgentBranchNumber: number | null;
+  parentTraceEntryId: number | null;
+  /** How the branch ended ('submitted' | 'manual-scoring' | 'usage-limits' | 'error' | 'killed'); null while it runs. */
+  scoreStatus: string | null;
+  /** The branch's own usage limits (forked branches may have their own); null: the run's. */
+  usageLimits: RunUsageLimits['usageLimits'] | null;
   submission: string | null;
   score: number | null;
   agentCommandResult: AgentCommandResult | null;
@@ -92,13 +105,25 @@ export interface RunRepository {
   ): Promise<void>;
   /** Inserts or replaces the record of one step (steps are unique per run). */
   recordStep(runId: number, step: StepRecord): Promise<void>;
-  insertBranch(runId: number, agentBranchNumber: number): Promise<void>;
+  insertBranch(
+    runId: number,
+    agentBranchNumber: number,
+    fork?: {
+      parentAgentBranchNumber: number;
+      parentTraceEntryId: number;
+      usageLimits: RunUsageLimits['usageLimits'] | null;
+    },
+  ): Promise<void>;
+  listBranches(runId: number): Promise<BranchRecord[]>;
   getBranch(runId: number, agentBranchNumber: number): Promise<BranchRecord | undefined>;
   updateBranch(
     runId: number,
     agentBranchNumber: number,
     patch: Partial<
-      Pick<BranchRecord, 'submission' | 'score' | 'agentCommandResult' | 'isRunning' | 'startedAt' | 'completedAt'>
+      Pick<
+        BranchRecord,
+        'submission' | 'score' | 'agentCommandResult' | 'isRunning' | 'startedAt' | 'completedAt' | 'scoreStatus'
+      >
     >,
   ): Promise<void>;
   appendTraceEntry(entry: {
@@ -130,6 +155,16 @@ export interface RunRepository {
   insertIntermediateScore(score: Omit<IntermediateScoreRecord, 'id'>): Promise<number>;
   listIntermediateScores(runId: number, agentBranchNumber: number): Promise<IntermediateScoreRecord[]>;
   insertAgentState(state: { runId: number; agentBranchNumber: number; state: unknown }): Promise<number>;
+  /** The latest state the run saved at or before trace entry `traceEntryId` (on that entry's branch). */
+  findAgentStateAtOrBefore(
+    runId: number,
+    traceEntryId: number,
+  ): Promise<{ traceEntryId: number; agentBranchNumber: number; state: unknown } | undefined>;
+  getTraceEntry(runId: number, id: number): Promise<TraceEntryRecord | undefined>;
+  /** Intermediate scores of every branch of the run, oldest first. */
+  listRunIntermediateScores(runId: number): Promise<IntermediateScoreRecord[]>;
+  insertManualScore(score: Omit<ManualScoreRecord, 'id' | 'createdAt'>): Promise<number>;
+  listManualScores(runId: number): Promise<ManualScoreRecord[]>;
   setAgentStateTraceEntry(id: number, traceEntryId: number): Promise<void>;
   insertHumanRequest(
     request: Omit<HumanRequestRecord, 'id' | 'answer' | 'answeredBy' | 'answeredAt' | 'createdAt'>,
@@ -191,4 +226,16 @@ export interface HumanRequestRecord {
   traceEntryId: number | null;
   createdAt: Date;
   answeredAt: Date | null;
+}
+
+/** A score a person entered for a branch the task could not score (TaskFamily.score returned None). */
+export interface ManualScoreRecord {
+  id: number;
+  runId: number;
+  agentBranchNumber: number;
+  score: number;
+  secondsToScore: number | null;
+  notes: string | null;
+  userId: string;
+  createdAt: Date;
 }

@@ -1,11 +1,12 @@
 import path from 'node:path';
 import {
   type RunView as BaseRunView,
-  RunView as BaseRunViewSchema,
   CreateRunRequest,
   isTerminalRunStatus,
-  RunStatus,
+  QueuedRunView,
   resolveUsageLimits,
+  RunPriority as SharedRunPriority,
+  RunViewStatus as SharedRunViewStatus,
   type TraceEntryView,
   UsageLimits,
 } from '@terrarium/shared';
@@ -39,7 +40,11 @@ function checkedLimits(limits: UsageLimits | undefined) {
   }
 }
 
-export const RunPriority = z.enum(['high', 'low']);
+/** Shared with the CLI and UI: the queue fields of the run view live in @terrarium/shared. */
+export const RunPriority = SharedRunPriority;
+export const RunViewStatus = SharedRunViewStatus;
+export const RunView = QueuedRunView;
+export type RunView = QueuedRunView;
 
 /** A run request with the queue's options. */
 export const CreateQueuedRunRequest = CreateRunRequest.extend({
@@ -53,19 +58,6 @@ export const CreateQueuedRunRequest = CreateRunRequest.extend({
     .describe('limit of the batch, when this request creates it (null: no limit)'),
 });
 export type CreateQueuedRunRequest = z.infer<typeof CreateQueuedRunRequest>;
-
-/** `queued` as stored; `concurrency-limited` when the run waits because its batch is at its limit. */
-export const RunViewStatus = z.union([RunStatus, z.literal('concurrency-limited')]);
-
-/** The run as the API shows it: the shared view plus queue details. */
-export const RunView = BaseRunViewSchema.extend({
-  status: RunViewStatus,
-  /** 1-based place in the queue (priority, then first come first served) while queued; null otherwise. */
-  queuePosition: z.number().int().positive().nullable(),
-  batchName: z.string().nullable(),
-  priority: RunPriority,
-});
-export type RunView = z.infer<typeof RunView>;
 
 export const BatchView = z.object({
   name: z.string(),

@@ -1,3 +1,4 @@
+import type { SafetyPolicy } from '../llm/safety.js';
 import type { LlmServiceOptions } from '../llm/service.js';
 import { LlmError } from '../llm/types.js';
 import { NotFoundError } from './errors.js';
@@ -7,12 +8,17 @@ import type { HooksService } from './hooks-service.js';
 /**
  * The LlmService hooks that enforce a run's usage limits on generations: before a call the branch must be live, not
  * paused (the call waits, as hook calls do) and have room under its limits; after a call the limits are checked again
- * (a call that took usage past a limit ends the branch; one that reached a checkpoint pauses it).
+ * (a call that took usage past a limit ends the branch; one that reached a checkpoint pauses it). With a safety
+ * policy, an unsupervised full-internet run is also refused (403) a model outside NON_INTERVENTION_FULL_INTERNET_MODELS.
  */
-export function llmUsageLimits(hooks: HooksService): Required<LlmServiceOptions> {
+export function llmUsageLimits(
+  hooks: HooksService,
+  safety?: Pick<SafetyPolicy, 'assertModelPermitted'>,
+): Required<LlmServiceOptions> {
   return {
-    beforeCall: async (ctx) => {
+    beforeCall: async (ctx, call) => {
       try {
+        await safety?.assertModelPermitted(ctx.runId, call.model);
         await hooks.beforeGeneration({ runId: ctx.runId, agentBranchNumber: ctx.agentBranchNumber });
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);

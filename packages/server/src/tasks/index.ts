@@ -44,3 +44,11 @@ export {
   type TaskImageSpecOptions,
   taskImageSpec,
 } from './image.js';
+export {
+  type BuildTaskImageOptions,
+  buildTaskImage,
+  networkForPermissions,
+  type ReadSetupDataOptions,
+  readTaskSetupData,
+  resourcesForTask,
+} from './setup.js';

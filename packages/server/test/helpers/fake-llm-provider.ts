@@ -10,6 +10,8 @@
  *   new OpenAI({ baseURL: `${fake.url}/v1`, apiKey: fake.keys.openai });
  *   fake.failNext(1, 429);                     // the next request gets 429 (then normal service)
  *   fake.requests                             // everything received
+ *   fake.replyWith = ({ index }) => String(index % 5 + 1);   // scripted completions instead of the echo
+ *   fake.topLogprobs = () => [{ token: '4', logprob: -0.1 }]; // OpenAI chat top_logprobs of the first token
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
@@ -39,8 +41,23 @@ export interface FakeLlmProvider {
   delayMs: number;
   /** Delay (ms) between the events of a streamed reply. */
   streamDelayMs: number;
+  /**
+   * When set, the text of each completion (OpenAI chat and completions, Anthropic messages, Gemini generateContent)
+   * instead of the echo; `index` is the completion's index among `n`. Token counts follow the text as usual.
+   */
+  replyWith: ((request: FakeReplyRequest) => string) | undefined;
+  /** When set, the top_logprobs of the first token of OpenAI chat completions that ask for logprobs. */
+  topLogprobs: ((request: FakeReplyRequest) => Array<{ token: string; logprob: number }>) | undefined;
   reset(): void;
   close(): Promise<void>;
+}
+
+export interface FakeReplyRequest {
+  provider: 'openai' | 'anthropic' | 'gemini';
+  model: string;
+  lastUser: string;
+  index: number;
+  n: number;
 }
 
 export const FAKE_KEYS = { openai: 'sk-fake-openai', anthropic: 'sk-ant-fake', gemini: 'AIza-fake-gemini' };
@@ -276,7 +293,11 @@ export async function startFakeLlmProvider(): Promise<FakeLlmProvider> {
         ? textOfContent([...messages].reverse().find((m) => m.role === 'user')?.content ?? '')
         : String(b.prompt ?? '');
       const n = typeof b.n === 'number' ? b.n : 1;
-      const replies = Array.from({ length: n }, (_, i) => echoOf(lastUser, i, n));
+      const script = { provider: 'openai' as const, model: String(b.model ?? ''), lastUser, n };
+      const replies = Array.from(
+        { length: n },
+        (_, i) => fake.replyWith?.({ ...script, index: i }) ?? echoOf(lastUser, i, n),
+      );
       const tools = (b.tools ?? []) as { function: { name: string } }[];
       const callTool = tools.length > 0 && /use tool/i.test(lastUser);
       const promptTokens = words(prompt);
@@ -346,7 +367,15 @@ export async function startFakeLlmProvider(): Promise<FakeLlmProvider> {
               finish_reason: callTool ? 'tool_calls' : 'stop',
               logprobs: b.logprobs
                 ? {
-                    content: reply.split(' ').map((token) => ({ token, logprob: -0.5, bytes: null, top_logprobs: [] })),
+                    content: reply.split(' ').map((token, t) => ({
+                      token,
+                      logprob: -0.5,
+                      bytes: null,
+                      top_logprobs:
+                        t === 0 && fake.topLogprobs
+                          ? fake.topLogprobs({ ...script, index }).map((l) => ({ ...l, bytes: null }))
+                          : [],
+                    })),
                   }
                 : null,
             }
@@ -371,7 +400,9 @@ export async function startFakeLlmProvider(): Promise<FakeLlmProvider> {
       const inputTokens = words(`${system} ${messages.map((m) => textOfContent(m.content)).join(' ')}`);
       if (path.endsWith('/count_tokens')) return json(res, 200, { input_tokens: inputTokens });
       const lastUser = textOfContent([...messages].reverse().find((m) => m.role === 'user')?.content ?? '');
-      const reply = echoOf(lastUser, 0, 1);
+      const reply =
+        fake.replyWith?.({ provider: 'anthropic', model: String(b.model ?? ''), lastUser, index: 0, n: 1 }) ??
+        echoOf(lastUser, 0, 1);
       const tools = (b.tools ?? []) as { name: string }[];
       const callTool = tools.length > 0 && /use tool/i.test(lastUser);
       const outputTokens = words(reply);
@@ -451,7 +482,11 @@ export async function startFakeLlmProvider(): Promise<FakeLlmProvider> {
     if (action === 'countTokens') return json(res, 200, { totalTokens: promptTokenCount });
     const lastUser = textOfContent([...contents].reverse().find((c) => c.role !== 'model')?.parts ?? '');
     const n = ((b.generationConfig as { candidateCount?: number } | undefined)?.candidateCount ?? 1) as number;
-    const replies = Array.from({ length: n }, (_, i) => echoOf(lastUser, i, n));
+    const replies = Array.from(
+      { length: n },
+      (_, i) =>
+        fake.replyWith?.({ provider: 'gemini', model: model ?? '', lastUser, index: i, n }) ?? echoOf(lastUser, i, n),
+    );
     const candidatesTokenCount = replies.reduce((s, r) => s + words(r), 0);
     const usageMetadata = {
       promptTokenCount,
@@ -512,6 +547,8 @@ export async function startFakeLlmProvider(): Promise<FakeLlmProvider> {
     requests,
     delayMs: 0,
     streamDelayMs: 0,
+    replyWith: undefined,
+    topLogprobs: undefined,
     failNext(count, status, options = {}) {
       for (let i = 0; i < count; i++) failures.push({ status, ...options });
     },
@@ -520,6 +557,8 @@ export async function startFakeLlmProvider(): Promise<FakeLlmProvider> {
       failures.length = 0;
       fake.delayMs = 0;
       fake.streamDelayMs = 0;
+      fake.replyWith = undefined;
+      fake.topLogprobs = undefined;
     },
     close: () =>
       new Promise<void>((resolve) => {

@@ -5,6 +5,7 @@ import { createDatabase, type DatabaseHandle } from '../../src/db/index.js';
 import { DrizzleRunRepository } from '../../src/runs/db-repository.js';
 import type { RunEngine } from '../../src/runs/engine.js';
 import { RunEvents } from '../../src/runs/events.js';
+import { DbUsageCounters } from '../../src/runs/hooks/usage-counters.js';
 import { HooksService, type HooksServiceOptions } from '../../src/runs/hooks-service.js';
 import { LiveSandboxes } from '../../src/runs/live-sandboxes.js';
 import { RunService } from '../../src/runs/service.js';
@@ -29,15 +30,27 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-/** A real app on an in-memory PGlite database; the engine is idle (no run is ever started by these tests). */
-export async function createHarness(options: HooksServiceOptions = {}): Promise<Harness> {
+/**
+ * A real app on an in-memory PGlite database; the engine is idle (no run is ever started by these tests).
+ * `withDeps` adds hooks-service options that need the harness's repository or database (a safety policy, a rater).
+ */
+export async function createHarness(
+  options: HooksServiceOptions = {},
+  withDeps?: (deps: { repo: DrizzleRunRepository; database: DatabaseHandle }) => HooksServiceOptions,
+): Promise<Harness> {
   const database = await createDatabase({ kind: 'pglite', dataDir: 'memory' });
   await database.migrate();
   const repo = new DrizzleRunRepository(database.db);
   await repo.ensureUser('u1', 'Test user');
   const events = new RunEvents();
   const live = options.liveSandboxes ?? new LiveSandboxes();
-  const hooks = new HooksService(repo, events, { pausePollMs: 50, ...options, liveSandboxes: live });
+  const hooks = new HooksService(repo, events, {
+    pausePollMs: 50,
+    counters: new DbUsageCounters(database.db),
+    ...options,
+    ...withDeps?.({ repo, database }),
+    liveSandboxes: live,
+  });
   const idleEngine = { start: async () => {} } as unknown as RunEngine;
   const app = await buildApp({
     log: pino({ level: 'silent' }),

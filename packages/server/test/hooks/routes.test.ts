@@ -2,6 +2,7 @@
  * The full agent API on Terrarium's own routes (/hooks/runs/:runId/branches/:b/…): real Fastify, real PGlite.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chargeGeneration } from '../../src/runs/hooks/usage-counters.js';
 import { ACCESS_TOKEN, createHarness, type Harness } from './harness.js';
 
 let h: Harness;
@@ -213,19 +214,19 @@ describe('pauses', () => {
     expect(response.json().error.message).toMatch(/has ended/);
   });
 
-  it('reports usage: actions, seconds without pauses, tokens from generation entries', async () => {
+  it('reports usage: actions, seconds without pauses, tokens charged by generations', async () => {
     const { runId, token } = await h.newRun();
     await h.repo.updateBranch(runId, 0, { startedAt: new Date(Date.now() - 100_000) });
     await h.repo.insertPause({ runId, agentBranchNumber: 0, start: new Date(Date.now() - 90_000), reason: 'legacy' });
     await h.repo.endOpenPause(runId, 0, new Date(Date.now() - 60_000));
     await hook(token, runId, 'action', { action: { a: 1 } });
     await hook(token, runId, 'action', { action: { a: 2 } });
-    await h.repo.appendTraceEntry({
-      runId,
-      agentBranchNumber: 0,
-      kind: 'generation',
-      content: { usage: { inputTokens: 100, outputTokens: 20, cost: 0.5 } },
-    });
+    // What the LLM service charges after a generation (llm/service.ts).
+    await chargeGeneration(
+      h.database.db,
+      { runId, agentBranchNumber: 0 },
+      { inputTokens: 100, outputTokens: 20, cacheReadTokens: 0, cost: 0.5, generationMs: 10, retryWaitMs: 0 },
+    );
     const usage = (await hook(token, runId, 'usage')).json();
     expect(usage).toMatchObject({
       actions: 2,

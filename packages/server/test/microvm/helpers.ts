@@ -44,6 +44,8 @@ export function makeBackend(overrides: Partial<QemuMicrovmBackendOptions> = {}):
     imagesDir: IMAGES_DIR,
     accel: 'auto',
     namePrefix: 'trm-test',
+    // Other test files share the 2 cores: a cold boot under TCG on a loaded host can take more than a minute.
+    transport: { healthTimeoutMs: 240_000 },
     ...overrides,
   });
 }

@@ -75,7 +75,7 @@ describe.skipIf(unavailable !== undefined)(
       await sandbox.destroy();
     }, 120_000);
 
-    it('refuses network policies it cannot enforce yet', async () => {
+    it('refuses network policies without a bridge configured (and buildImage)', async () => {
       await expect(backend.create({ image, network: { kind: 'full' }, labels })).rejects.toBeInstanceOf(
         SandboxUnsupportedError,
       );

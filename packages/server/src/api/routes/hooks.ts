@@ -30,7 +30,12 @@ import {
 } from '@terrarium/shared';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { BranchPausedError, type HooksService, InvalidHookCallError } from '../../runs/hooks-service.js';
+import {
+  BranchPausedError,
+  type HooksService,
+  InvalidHookCallError,
+  ModelUnavailableError,
+} from '../../runs/hooks-service.js';
 import { HttpError } from '../errors.js';
 
 const BranchParams = z.object({
@@ -229,8 +234,26 @@ export function hookRoutes(hooks: HooksService): FastifyPluginAsyncZod {
       async (request) =>
         call(() => hooks.retrieveRatings(key(request.params), { requestId: request.params.requestId })),
     );
+    app.post(
+      `${prefix}/check-action-safety`,
+      {
+        schema: {
+          params: BranchParams,
+          body: HookCheckActionSafetyBody,
+          response: { 200: HookCheckActionSafetyResponse },
+        },
+      },
+      async (request) => call(() => hooks.checkActionSafety(key(request.params), request.body.action)),
+    );
   };
 }
+
+/** checkActionSafety: the action the agent proposes, as text (a command, a URL, a description). */
+const HookCheckActionSafetyBody = z.object({
+  action: z.string().min(1, 'action must describe the action the agent proposes to take'),
+});
+/** null: the action may go ahead; else why it may not (the safety policy). */
+const HookCheckActionSafetyResponse = z.object({ notice: z.string().nullable() });
 
 const HookUnpauseBodyOrEmpty = HookUnpauseBody.optional();
 
@@ -241,6 +264,7 @@ async function call<T>(fn: () => Promise<T>): Promise<T> {
   } catch (error) {
     if (error instanceof BranchPausedError) throw new HttpError(503, error.message);
     if (error instanceof InvalidHookCallError) throw new HttpError(400, error.message);
+    if (error instanceof ModelUnavailableError) throw new HttpError(502, error.message);
     throw error;
   }
 }

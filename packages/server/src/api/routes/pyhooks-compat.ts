@@ -8,6 +8,7 @@ import {
   BranchPausedError,
   type HooksService,
   InvalidHookCallError,
+  ModelUnavailableError,
 } from '../../runs/hooks-service.js';
 import type { RunRepository } from '../../runs/repository.js';
 
@@ -474,13 +475,11 @@ function procedures(deps: PyhooksCompatDependencies): Record<string, Procedure<z
     checkActionSafety: procedure({
       type: 'mutation',
       input: BranchKey.extend({ action: z.string() }),
-      handler: async (input, agent) => {
-        if (llm?.checkActionSafety) return llm.checkActionSafety(input, agent);
-        // As in Vivaria, tasks without internet access need no safety check.
-        const { permissions } = await hooks.instructions(input.runId);
-        if (!permissions.includes('full_internet')) return { notice: null };
-        return notImplemented('checkActionSafety');
-      },
+      // The hooks service applies the safety policy (llm/safety.ts): only unsupervised full-internet runs are checked.
+      handler: async (input, agent) =>
+        llm?.checkActionSafety
+          ? llm.checkActionSafety(input, agent)
+          : hooks.checkActionSafety(branch(input), input.action),
     }),
   };
 }
@@ -569,6 +568,8 @@ function mapServiceError(error: unknown): { code: TrpcCode; message: string } | 
   if (error instanceof ConflictError || error instanceof InvalidHookCallError)
     return { code: 'BAD_REQUEST', message: error.message };
   if (error instanceof BranchPausedError) return { code: 'TIMEOUT', message: error.message };
+  // A model call behind the hook failed upstream: pyhooks retries a 500, which is what such a failure deserves.
+  if (error instanceof ModelUnavailableError) return { code: 'INTERNAL_SERVER_ERROR', message: error.message };
   return undefined;
 }
 

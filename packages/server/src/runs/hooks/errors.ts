@@ -24,3 +24,11 @@ export class NoLiveSandboxError extends ConflictError {
 export class UsageLimitsReachedError extends BranchEndedError {
   override name = 'UsageLimitsReachedError';
 }
+
+/**
+ * A model-backed hook (checkActionSafety, model-rated options) could not get an answer from any model. HTTP 502:
+ * the fault is upstream, and the agent may retry.
+ */
+export class ModelUnavailableError extends Error {
+  override name = 'ModelUnavailableError';
+}

@@ -18,7 +18,9 @@ import { withFileLock } from './lock.js';
 
 /** Bump when the build steps below change in a way that changes the image. */
 export const BASE_IMAGE_RECIPE_VERSION = 1;
-export const DEFAULT_BASE_PACKAGES = ['python3', 'ca-certificates', 'procps'];
+// openssh-server: task authors reach task environments with `terrarium task ssh` (sshd is started only on demand);
+// python3-pytest: `terrarium task test` runs a family's pytest-style tests inside its environment.
+export const DEFAULT_BASE_PACKAGES = ['python3', 'ca-certificates', 'procps', 'openssh-server', 'python3-pytest'];
 export const BASE_IMAGE_REPOSITORY = 'terrarium/base';
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 

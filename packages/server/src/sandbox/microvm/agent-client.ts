@@ -78,6 +78,46 @@ export interface RequestOptions {
   id?: string;
 }
 
+/**
+ * Firecracker's vsock device is a unix socket on the host: a connection becomes a stream to guest port P after
+ * `CONNECT P\n` is answered with `OK <host port>\n`. With `vsockPort` set, the client does that handshake on
+ * every (re)connection; without it, the socket is the guest agent's stream already (QEMU virtio-serial).
+ */
+export function vsockHandshake(socket: Socket, port: number, timeoutMs = 5000): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    let buffered = Buffer.alloc(0);
+    const timer = setTimeout(
+      () => finish(new Error(`vsock CONNECT ${port}: no answer within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    const onData = (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      const newline = buffered.indexOf(10);
+      if (newline === -1) {
+        if (buffered.length > 64) finish(new Error('vsock CONNECT: malformed answer'));
+        return;
+      }
+      const line = buffered.subarray(0, newline).toString('utf8');
+      if (!/^OK \d+$/.test(line)) finish(new Error(`vsock CONNECT ${port} refused: ${JSON.stringify(line)}`));
+      // Bytes after the answer line already belong to the agent's stream.
+      else finish(undefined, buffered.subarray(newline + 1));
+    };
+    const onClose = () => finish(new Error(`vsock CONNECT ${port}: connection closed (is the guest agent listening?)`));
+    const finish = (err: Error | undefined, rest: Buffer = Buffer.alloc(0)) => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('close', onClose);
+      if (err) {
+        socket.destroy();
+        reject(err);
+      } else resolve(rest);
+    };
+    socket.on('data', onData);
+    socket.once('close', onClose);
+    socket.write(`CONNECT ${port}\n`);
+  });
+}
+
 export class AgentClient {
   private socket: Socket | undefined;
   private connecting: Promise<Socket> | undefined;
@@ -89,6 +129,8 @@ export class AgentClient {
   constructor(
     private readonly socketPath: string,
     options: AgentTransportOptions = {},
+    /** AGENT_VSOCK_PORT when `socketPath` is a Firecracker vsock unix socket (see vsockHandshake). */
+    private readonly vsockPort?: number,
   ) {
     this.options = { ...DEFAULT_TRANSPORT, ...options };
     this.decoder = new FrameDecoder(Math.max(DEFAULT_MAX_BODY_BYTES, this.options.maxBinaryResponseBytes));
@@ -139,10 +181,15 @@ export class AgentClient {
   async waitHealthy(timeoutMs = this.options.healthTimeoutMs, isAlive?: () => boolean): Promise<unknown> {
     const deadline = Date.now() + timeoutMs;
     let lastError: unknown;
+    // Each attempt waits longer than the last (1 s, 2 s, … 8 s): on a loaded host a TCG guest can take more than
+    // a second to answer, and a fixed short wait would give up on every answer just before it arrives.
+    let attemptMs = 1000;
     while (Date.now() < deadline) {
       if (isAlive && !isAlive()) throw new AgentTransportError('the VM exited before its guest agent became healthy');
       try {
-        const response = await this.request({ op: 'health' }, { timeoutMs: Math.min(1000, deadline - Date.now()) });
+        const wait = Math.max(1, Math.min(attemptMs, deadline - Date.now()));
+        attemptMs = Math.min(attemptMs * 2, 8000);
+        const response = await this.request({ op: 'health' }, { timeoutMs: wait });
         return (response.header as { result?: unknown }).result;
       } catch (err) {
         lastError = err;
@@ -195,13 +242,23 @@ export class AgentClient {
     return new Promise((resolve, reject) => {
       const socket = connect(this.socketPath);
       socket.once('error', reject);
-      socket.once('connect', () => {
+      socket.once('connect', async () => {
+        let early: Buffer = Buffer.alloc(0);
+        if (this.vsockPort !== undefined) {
+          try {
+            early = await vsockHandshake(socket, this.vsockPort);
+          } catch (err) {
+            reject(err);
+            return;
+          }
+        }
         socket.off('error', reject);
         this.decoder.reset();
         this.socket = socket;
         socket.on('data', (chunk: Buffer) => {
           for (const frame of this.decoder.push(chunk)) this.dispatch(frame);
         });
+        if (early.length > 0) for (const frame of this.decoder.push(early)) this.dispatch(frame);
         socket.on('error', () => {});
         socket.on('close', () => {
           if (this.socket === socket) this.socket = undefined;

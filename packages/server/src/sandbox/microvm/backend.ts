@@ -9,12 +9,13 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
-import { access, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { access, mkdir, readdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import type {
   ExecOptions,
   ExecResult,
   ImageBuildSpec,
+  NetworkPolicy,
   ProgressListener,
   Sandbox,
   SandboxBackend,
@@ -25,6 +26,17 @@ import type {
 } from '../types.js';
 import { SandboxBackendUnavailableError, SandboxError, SandboxUnsupportedError } from '../types.js';
 import { AgentClient, type AgentTransportOptions, DEFAULT_TRANSPORT } from './agent-client.js';
+import {
+  allocateIpv4,
+  type BridgeConfig,
+  BridgeNetwork,
+  guestNetworkParams,
+  type MicrovmNetworkAttachment,
+  macFromIpv4,
+  splitAllowList,
+  tapName,
+  type VmNetwork,
+} from './network.js';
 import type { ExecOutcome, Frame } from './protocol.js';
 import {
   type Accelerator,
@@ -68,6 +80,28 @@ export interface QemuMicrovmBackendOptions {
    * first use) instead of booting them: ~1 s instead of ~4-15 s under TCG. ENABLE_SNAPSHOTS. Default true.
    */
   templates?: boolean;
+  /**
+   * The bridge VMs with a network are plumbed into (tap per VM, nftables egress rules). Unset: only network
+   * "none" is supported (VMs have no NIC).
+   */
+  bridge?: BridgeConfig;
+  /** MAX_ALLOW_IPS: most entries in one VM's egress allow-list. */
+  maxAllowIps?: number;
+  /**
+   * Writable disk space of a VM whose spec has no `resources.diskBytes` (MiB): its root disk is the image's used
+   * space plus this. Default 1024.
+   */
+  defaultDiskMb?: number;
+}
+
+/**
+ * What `create` accepts beyond the Sandbox interface's spec (backward compatible: both fields are optional).
+ * `vmNetwork` places the VM on the backend's bridge at addresses the caller allocated (the manager allocates
+ * them in its database); without it, a VM whose policy is not "none" gets the lowest free address of the
+ * subnet, and a VM with policy "none" has no NIC at all.
+ */
+export interface MicrovmSandboxSpec extends SandboxSpec {
+  vmNetwork?: MicrovmNetworkAttachment;
 }
 
 interface VmState {
@@ -83,6 +117,13 @@ interface VmState {
   cloneMode: 'reflink' | 'copy';
   /** Set while the VM must restore from a snapshot on its next start. */
   restoreFrom?: string;
+  /** The VM's place on the bridge; undefined: not on the network. */
+  network?: VmNetwork;
+  /** The VM has a NIC (with `network` unset: an isolated one, from a networked template or snapshot). */
+  nic?: boolean;
+  /** Size the VM's root disk is grown to (bytes), and whether its file system was grown to it already. */
+  diskBytes?: number;
+  diskGrown?: boolean;
 }
 
 export interface MicrovmSnapshot {
@@ -93,6 +134,10 @@ export interface MicrovmSnapshot {
   memoryMb: number;
   sizeBytes: number;
   durationMs: number;
+  /** The snapshotted machine had a NIC: VMs restored from it have one too (on the bridge or isolated). */
+  nic?: boolean;
+  /** Size of the disk image in the snapshot (bytes). */
+  diskBytes?: number;
 }
 
 const MiB = 1024 * 1024;
@@ -116,6 +161,31 @@ function run(cmd: string, args: string[], input?: Buffer): Promise<{ code: numbe
   });
 }
 
+const usedBytesCache = new Map<string, Promise<number>>();
+
+/** Bytes in use in an ext4 image (block count minus free blocks, from its superblock), cached per file version. */
+async function imageUsedBytes(rootfs: string): Promise<number> {
+  const info = await stat(rootfs);
+  const key = `${rootfs}:${info.size}:${info.mtimeMs}`;
+  let pending = usedBytesCache.get(key);
+  if (!pending) {
+    pending = run('dumpe2fs', ['-h', rootfs]).then(({ code, stdout, stderr }) => {
+      const text = stdout.toString();
+      const field = (name: string) => Number(new RegExp(`^${name}:\\s*(\\d+)`, 'm').exec(text)?.[1]);
+      const blocks = field('Block count');
+      const free = field('Free blocks');
+      const blockSize = field('Block size');
+      if (code !== 0 || !blocks || Number.isNaN(free) || !blockSize) {
+        throw new SandboxError(`cannot read the ext4 superblock of ${rootfs} (dumpe2fs: ${stderr.trim()})`);
+      }
+      return (blocks - free) * blockSize;
+    });
+    usedBytesCache.set(key, pending);
+    pending.catch(() => usedBytesCache.delete(key));
+  }
+  return pending;
+}
+
 function pidAlive(pid: number, marker: string): Promise<boolean> {
   return readFile(`/proc/${pid}/cmdline`, 'utf8').then(
     (cmdline) => cmdline.includes(marker),
@@ -133,6 +203,8 @@ export class QemuMicrovmBackend implements SandboxBackend {
   private readonly children = new Map<string, ChildProcess>();
   private readonly locks = new Map<string, Promise<unknown>>();
   private accel: Promise<{ accel: Accelerator; reason: string }> | undefined;
+  /** The bridge VMs with a network are plumbed into (undefined: no networking configured). */
+  readonly bridge: BridgeNetwork | undefined;
   private tscKhz: Promise<number | undefined> | undefined;
 
   constructor(private readonly options: QemuMicrovmBackendOptions) {
@@ -140,6 +212,7 @@ export class QemuMicrovmBackend implements SandboxBackend {
     this.imagesDir = options.imagesDir ?? join(options.storageRoot, 'images');
     this.qemuBinary = options.qemuBinary ?? 'qemu-system-x86_64';
     this.transport = { ...DEFAULT_TRANSPORT, ...options.transport };
+    this.bridge = options.bridge ? new BridgeNetwork(options.bridge) : undefined;
   }
 
   private get vmsDir() {
@@ -201,21 +274,13 @@ export class QemuMicrovmBackend implements SandboxBackend {
     );
   }
 
-  async create(spec: SandboxSpec): Promise<Sandbox> {
-    if (spec.network.kind !== 'none') {
-      throw new SandboxUnsupportedError(
-        `the microVM backend supports only network "none" so far (asked for "${spec.network.kind}"): tap/bridge networking is not implemented yet`,
-      );
-    }
+  async create(spec: MicrovmSandboxSpec): Promise<Sandbox> {
     const resources = spec.resources ?? {};
-    if (resources.diskBytes !== undefined) {
-      throw new SandboxUnsupportedError(
-        'the microVM backend cannot enforce a disk limit yet (resources.diskBytes / TASK_ENVIRONMENT_STORAGE_GB): leave it unset',
-      );
-    }
     if (resources.gpus) throw new SandboxUnsupportedError('the microVM backend has no GPU support');
     const image = await this.resolveImage(spec.image);
     if (!image) throw new SandboxError(`no microVM image "${spec.image}" in ${this.imagesDir}`);
+    this.checkPolicy(spec.network, spec.vmNetwork);
+    const diskBytes = await this.diskSize(image, resources.diskBytes);
 
     const cpus = Math.max(1, Math.ceil(resources.cpus ?? 1));
     // The sandbox's memory limit is enforced by a cgroup inside the guest; the VM gets room for the kernel and
@@ -234,9 +299,14 @@ export class QemuMicrovmBackend implements SandboxBackend {
     if (this.options.maxVms !== undefined && (await this.ids()).length >= this.options.maxVms) {
       throw new SandboxError(`MAX_VMS=${this.options.maxVms} VMs exist already`);
     }
+    const nic = spec.network.kind !== 'none' || spec.vmNetwork !== undefined;
 
     if (this.options.templates !== false) {
-      const template = await this.template(spec.image, cpus, memoryMb);
+      // Two templates per shape at most: one with the default disk (most VMs: no resize at all), and one with the
+      // bare image's disk for smaller disks; larger and smaller disks grow online from those after the restore.
+      const defaultDisk = await this.diskSize(image, undefined);
+      const templateDisk = diskBytes >= defaultDisk ? defaultDisk : (await stat(image.rootfs)).size;
+      const template = await this.template(spec.image, cpus, memoryMb, nic, templateDisk);
       return this.restore(template, { ...spec, resources });
     }
     const { id, name, dir } = await this.allocateVm(spec.name);
@@ -257,31 +327,122 @@ export class QemuMicrovmBackend implements SandboxBackend {
         memoryMb,
         createdAt: new Date().toISOString(),
         cloneMode,
+        nic,
+        diskBytes,
       };
+      await this.saveState(state);
+      if (nic) state.network = await this.placeOnBridge(id, spec.network, spec.vmNetwork);
       await this.saveState(state);
       await this.boot(state);
       return new MicrovmSandbox(this, id, name);
     } catch (err) {
       await this.destroyVm(id);
       throw err;
+    } finally {
+      this.creating.delete(id);
     }
   }
 
-  private readonly templates = new Map<string, Promise<MicrovmSnapshot>>();
+  /** Refuses a policy the backend cannot apply, before anything is created. */
+  private checkPolicy(policy: NetworkPolicy, attachment: MicrovmNetworkAttachment | undefined): void {
+    if (policy.kind === 'none' && attachment === undefined) return;
+    if (!this.bridge) {
+      throw new SandboxUnsupportedError(
+        `the microVM backend has no bridge configured, so only network "none" works (asked for "${policy.kind}")`,
+      );
+    }
+    if (policy.kind === 'allow-list') {
+      splitAllowList(policy.allow);
+      const max = this.options.maxAllowIps;
+      if (max !== undefined && policy.allow.length > max) {
+        throw new SandboxError(`the allow-list has ${policy.allow.length} entries: MAX_ALLOW_IPS=${max}`);
+      }
+    }
+  }
 
-  /** The template snapshot for (image, cpus, memory): a VM booted once, its agent healthy, then snapshotted. */
-  template(image: string, cpus: number, memoryMb: number): Promise<MicrovmSnapshot> {
-    const key = `${image.replace(/[^\w.-]+/g, '_')}-${cpus}c-${memoryMb}m`;
+  /** The VM's place on the bridge: the caller's addresses, or the lowest address no VM of this backend uses. */
+  private async placeOnBridge(
+    id: string,
+    policy: NetworkPolicy,
+    attachment: MicrovmNetworkAttachment | undefined,
+  ): Promise<VmNetwork> {
+    const bridge = this.bridge;
+    if (!bridge) throw new SandboxUnsupportedError('the microVM backend has no bridge configured');
+    const network = await this.withLock('ip-allocation', async () => {
+      let ipv4 = attachment?.ipv4;
+      if (!ipv4) {
+        const used: string[] = [];
+        for (const other of await this.ids()) {
+          const address = (await this.loadState(other))?.network?.ipv4;
+          if (address) used.push(address);
+        }
+        ipv4 = allocateIpv4(bridge.config.ipv4, used);
+        if (!ipv4) throw new SandboxError(`no free address left in the VM subnet ${bridge.subnet4}`);
+      }
+      const vm: VmNetwork = {
+        tap: tapName(id),
+        mac: (attachment?.mac ?? macFromIpv4(ipv4)).toLowerCase(),
+        ipv4,
+        ipv6: attachment?.ipv6,
+        policy,
+      };
+      // Recorded in the VM's state inside the lock, so the next allocation sees it.
+      const state = await this.loadState(id);
+      if (state) await this.saveState({ ...state, network: vm });
+      return vm;
+    });
+    await bridge.attach(id, network);
+    return network;
+  }
+
+  /** Bytes the VM's root disk is grown to: the image's used space plus the writable space asked for. */
+  private async diskSize(image: GuestImage, writableBytes: number | undefined): Promise<number> {
+    const writable = writableBytes ?? (this.options.defaultDiskMb ?? 1024) * MiB;
+    if (!Number.isFinite(writable) || writable <= 0) {
+      throw new SandboxError(`resources.diskBytes must be a positive number of bytes (got ${writableBytes})`);
+    }
+    const used = await imageUsedBytes(image.rootfs);
+    // Whole MiB, so QEMU's block_resize and resize2fs agree on the size.
+    return Math.ceil((used + writable) / MiB) * MiB;
+  }
+
+  private readonly templates = new Map<string, Promise<MicrovmSnapshot>>();
+  /** VMs being created right now (cleanupOrphans leaves them alone). */
+  private readonly creating = new Set<string>();
+
+  /**
+   * The template snapshot for (image, cpus, memory, NIC, disk size): a VM booted once, its agent healthy, then
+   * snapshotted. The disk size is part of it so that VMs restored from it need no resize (an online grow costs
+   * ~1-3 s of guest time under TCG, and a disk cannot shrink); `diskBytes` defaults to the default disk size.
+   */
+  async template(
+    image: string,
+    cpus: number,
+    memoryMb: number,
+    nic = false,
+    diskBytes?: number,
+  ): Promise<MicrovmSnapshot> {
+    const resolved = await this.resolveImage(image);
+    if (!resolved) throw new SandboxError(`no microVM image "${image}" in ${this.imagesDir}`);
+    const disk = diskBytes ?? (await this.diskSize(resolved, undefined));
+    const key = `${image.replace(/[^\w.-]+/g, '_')}-${cpus}c-${memoryMb}m${nic ? '-nic' : ''}-${Math.ceil(disk / MiB)}d`;
     let pending = this.templates.get(key);
     if (!pending) {
-      pending = this.makeTemplate(key, image, cpus, memoryMb);
+      pending = this.makeTemplate(key, image, cpus, memoryMb, nic, disk);
       this.templates.set(key, pending);
       pending.catch(() => this.templates.delete(key));
     }
     return pending;
   }
 
-  private async makeTemplate(key: string, image: string, cpus: number, memoryMb: number): Promise<MicrovmSnapshot> {
+  private async makeTemplate(
+    key: string,
+    image: string,
+    cpus: number,
+    memoryMb: number,
+    nic: boolean,
+    diskBytes: number,
+  ): Promise<MicrovmSnapshot> {
     const resolved = await this.resolveImage(image);
     if (!resolved) throw new SandboxError(`no microVM image "${image}" in ${this.imagesDir}`);
     const manifest = await readFile(join(resolved.dir, 'manifest.json'), 'utf8').catch(() => '');
@@ -296,6 +457,7 @@ export class QemuMicrovmBackend implements SandboxBackend {
       // not made yet
     }
     const id = randomBytes(6).toString('hex');
+    this.creating.add(id);
     await mkdir(this.vmDir(id), { recursive: true });
     try {
       const cloneMode = await cloneRootfs(
@@ -314,6 +476,8 @@ export class QemuMicrovmBackend implements SandboxBackend {
         memoryMb,
         createdAt: new Date().toISOString(),
         cloneMode,
+        nic,
+        diskBytes,
       });
       await this.boot(await this.loadState(id).then((s) => s!));
       // Warm the page cache with what most execs load, so every VM restored from the template starts them fast.
@@ -321,16 +485,18 @@ export class QemuMicrovmBackend implements SandboxBackend {
         { op: 'exec', cmd: ['sh', '-c', 'python3 -c pass; setpriv --help; id; true'], user: 'root' },
         { timeoutMs: this.transport.timeoutMs * 4 },
       );
-      const snapshot = await this.snapshotVm(id, { resume: false, dir });
+      const snapshot = await this.snapshotVm(id, { resume: false, dir, template: true });
       return snapshot;
     } finally {
       await this.destroyVm(id);
+      this.creating.delete(id);
     }
   }
 
   /** A fresh VM id, its unique display name (from the requested one) and its storage directory, created. */
   private async allocateVm(requestedName: string | undefined): Promise<{ id: string; name: string; dir: string }> {
     const id = randomBytes(6).toString('hex');
+    this.creating.add(id);
     const base =
       (requestedName ?? 'vm')
         .toLowerCase()
@@ -342,8 +508,29 @@ export class QemuMicrovmBackend implements SandboxBackend {
     return { id, name, dir };
   }
 
-  /** Creates a VM from a snapshot: clones the snapshot's disk and restores its memory (no boot). */
-  async restore(snapshot: MicrovmSnapshot, spec: Omit<SandboxSpec, 'image' | 'network'> = {}): Promise<MicrovmSandbox> {
+  /**
+   * Creates a VM from a snapshot: clones the snapshot's disk and restores its memory (no boot). A network policy
+   * other than "none" (or a `vmNetwork`) needs a snapshot of a VM with a NIC (templates of networked VMs have one).
+   */
+  async restore(
+    snapshot: MicrovmSnapshot,
+    spec: Omit<MicrovmSandboxSpec, 'image' | 'network'> & { network?: NetworkPolicy } = {},
+  ): Promise<MicrovmSandbox> {
+    const policy: NetworkPolicy = spec.network ?? { kind: 'none' };
+    const wantsNetwork = policy.kind !== 'none' || spec.vmNetwork !== undefined;
+    this.checkPolicy(policy, spec.vmNetwork);
+    if (wantsNetwork && !snapshot.nic) {
+      throw new SandboxUnsupportedError(
+        `snapshot ${snapshot.id} is of a VM without a NIC: a VM restored from it cannot have network "${policy.kind}"`,
+      );
+    }
+    const image = await this.resolveImage(snapshot.image);
+    const diskBytes =
+      spec.resources?.diskBytes !== undefined || snapshot.diskBytes === undefined
+        ? image
+          ? await this.diskSize(image, spec.resources?.diskBytes)
+          : undefined
+        : snapshot.diskBytes;
     const { id, name, dir } = await this.allocateVm(spec.name);
     try {
       const cloneMode = await cloneRootfs(
@@ -363,13 +550,19 @@ export class QemuMicrovmBackend implements SandboxBackend {
         createdAt: new Date().toISOString(),
         cloneMode,
         restoreFrom: snapshot.dir,
+        nic: snapshot.nic === true,
+        diskBytes,
       };
+      await this.saveState(state);
+      if (wantsNetwork) state.network = await this.placeOnBridge(id, policy, spec.vmNetwork);
       await this.saveState(state);
       await this.boot(state);
       return new MicrovmSandbox(this, id, name);
     } catch (err) {
       await this.destroyVm(id);
       throw err;
+    } finally {
+      this.creating.delete(id);
     }
   }
 
@@ -422,7 +615,14 @@ export class QemuMicrovmBackend implements SandboxBackend {
       return { id, name: '', state: 'missing', labels: {}, createdAt: new Date(0) };
     }
     const running: SandboxState = (await this.qemuPid(id)) !== undefined ? 'running' : 'stopped';
-    return { id, name: state.name, state: running, labels: state.labels, createdAt: new Date(state.createdAt) };
+    return {
+      id,
+      name: state.name,
+      state: running,
+      labels: state.labels,
+      createdAt: new Date(state.createdAt),
+      ...(state.network ? { ipAddress: state.network.ipv4, hostAddress: this.bridge?.gateway4 } : {}),
+    };
   }
 
   /** Serialises lifecycle operations on one VM. */
@@ -454,8 +654,30 @@ export class QemuMicrovmBackend implements SandboxBackend {
       pidFile: join(dir, 'qemu.pid'),
       incomingFile: state.restoreFrom ? join(state.restoreFrom, 'memory.bin') : undefined,
       tscKhz: await this.tscKhz,
+      nic: state.network
+        ? { kind: 'tap', tap: state.network.tap, mac: state.network.mac }
+        : state.nic
+          ? { kind: 'isolated', mac: '02:74:00:00:00:01' }
+          : undefined,
     };
     for (const file of [launch.agentSocket, launch.qmpSocket, launch.pidFile]) await rm(file, { force: true });
+    // The tap and its rules exist before QEMU opens the tap (re-applied on every start: idempotent).
+    if (state.network) {
+      if (!this.bridge) throw new SandboxError(`VM ${state.id} is on a bridge but the backend has none configured`);
+      await this.bridge.attach(state.id, state.network);
+    }
+    // Disk size. Cold boot: grow the (clean, unmounted) copy on the host before QEMU starts: resize2fs at
+    // native speed. A restored guest has the disk mounted: it learns of the new size through block_resize and
+    // grows the file system itself (below). A disk already as large as asked for needs nothing.
+    const rootfsSize = (await stat(launch.rootfs)).size;
+    if (state.diskBytes && !state.diskGrown && rootfsSize >= state.diskBytes) state.diskGrown = true;
+    if (!launch.incomingFile && state.diskBytes && !state.diskGrown) {
+      await truncate(launch.rootfs, state.diskBytes);
+      const resized = await run('resize2fs', [launch.rootfs, `${Math.floor(state.diskBytes / 1024)}K`]);
+      // Not clean (e.g. a disk that was mounted): leave it to the online grow after boot.
+      if (resized.code === 0) state.diskGrown = true;
+    }
+    await this.saveState(state);
     const log = openSync(join(dir, 'qemu.log'), 'a');
     const child = spawn(this.qemuBinary, [...qemuArgs(launch), ...(this.options.extraQemuArgs ?? [])], {
       detached: true,
@@ -514,6 +736,25 @@ export class QemuMicrovmBackend implements SandboxBackend {
       // The restored guest's clock stands where it was at the snapshot.
       await client.request(
         { op: 'clock', epochMs: Date.now(), entropy: randomBytes(64).toString('hex') },
+        { timeoutMs: this.transport.timeoutMs },
+      );
+    }
+    if (state.diskBytes && !state.diskGrown) {
+      if (launch.incomingFile && rootfsSize < state.diskBytes) {
+        const qmp = await QmpClient.connect(launch.qmpSocket);
+        try {
+          await qmp.execute('block_resize', { device: 'root', size: state.diskBytes });
+        } finally {
+          qmp.close();
+        }
+      }
+      await client.request({ op: 'growDisk', minBytes: state.diskBytes }, { timeoutMs: this.transport.timeoutMs * 4 });
+      state.diskGrown = true;
+      await this.saveState(state);
+    }
+    if (state.network && this.bridge) {
+      await client.request(
+        { op: 'network', ...guestNetworkParams(this.bridge, state.network) },
         { timeoutMs: this.transport.timeoutMs },
       );
     }
@@ -643,14 +884,55 @@ export class QemuMicrovmBackend implements SandboxBackend {
   async destroyVm(id: string): Promise<void> {
     if (!/^[0-9a-f]{12}$/.test(id)) return;
     await this.killVm(id);
+    // The tap and rules go whether or not the state says so (a crash may have left them half made).
+    await this.bridge?.detach(id);
     await rm(this.vmDir(id), { recursive: true, force: true });
+  }
+
+  /**
+   * The host network resources of VMs (taps, nftables rules) on this backend's bridge, for a reconciler: `list`
+   * gives the VM ids that have any, `remove` deletes one VM's. Without a bridge, both are no-ops.
+   */
+  hostNetworkJanitor(): { list(): Promise<string[]>; remove(vmId: string): Promise<void> } {
+    return {
+      list: async () => (await this.bridge?.listPlumbedVmIds()) ?? [],
+      remove: async (vmId) => {
+        if (/^[0-9a-f]{12}$/.test(vmId)) await this.bridge?.detach(vmId);
+      },
+    };
+  }
+
+  /**
+   * Removes what this backend left on the host for VMs that are not in `knownVmIds` (the manager's database):
+   * their QEMU processes and storage directories under STORAGE_ROOT/vms, and their taps and nftables rules on
+   * this backend's bridge. VMs being created by this process right now are left alone. Returns what it removed.
+   */
+  async cleanupOrphans(options: { knownVmIds: Iterable<string> }): Promise<{ vms: string[]; network: string[] }> {
+    const known = new Set(options.knownVmIds);
+    const skip = (id: string) => known.has(id) || this.creating.has(id);
+    const vms: string[] = [];
+    for (const id of await this.ids()) {
+      if (!/^[0-9a-f]{12}$/.test(id) || skip(id)) continue;
+      await this.withLock(id, () => this.destroyVm(id));
+      vms.push(id);
+    }
+    const network: string[] = [];
+    for (const id of (await this.bridge?.listPlumbedVmIds()) ?? []) {
+      if (skip(id)) continue;
+      await this.bridge?.detach(id);
+      network.push(id);
+    }
+    return { vms, network };
   }
 
   /**
    * Snapshots a running VM: pause, migrate its memory and device state to a file, copy its disk, then
    * resume it (or leave it stopped). Restore with `restore(snapshot)`.
    */
-  async snapshotVm(id: string, options: { resume?: boolean; dir?: string } = {}): Promise<MicrovmSnapshot> {
+  async snapshotVm(
+    id: string,
+    options: { resume?: boolean; dir?: string; template?: boolean } = {},
+  ): Promise<MicrovmSnapshot> {
     const state = await this.loadState(id);
     if (!state || (await this.qemuPid(id)) === undefined) throw new SandboxError(`sandbox ${id} is not running`);
     const started = Date.now();
@@ -684,6 +966,9 @@ export class QemuMicrovmBackend implements SandboxBackend {
       memoryMb: state.memoryMb,
       sizeBytes: (await stat(join(dir, 'memory.bin'))).size,
       durationMs: Date.now() - started,
+      nic: state.nic === true || state.network !== undefined,
+      // A template's disk is the bare image: VMs restored from it are grown to their own size.
+      diskBytes: options.template ? undefined : (await stat(join(dir, 'rootfs.ext4'))).size,
     };
     await writeFile(join(dir, 'snapshot.json'), JSON.stringify(snapshot, null, 2));
     await rm(finalDir, { recursive: true, force: true });

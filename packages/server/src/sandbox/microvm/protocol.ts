@@ -49,6 +49,21 @@ export interface LimitsParams {
   cpuset?: string;
 }
 
+/** The guest's network configuration (the host allocated the address and owns the bridge and the tap). */
+export interface NetworkParams {
+  /** MAC address of the VM's NIC: a VM restored from a template keeps the template's MAC until it is set. */
+  mac: string;
+  /** IPv4 address with prefix length, e.g. "10.213.0.5/24". */
+  ipv4: string;
+  gateway4: string;
+  /** IPv6 address with prefix length, when the bridge has an IPv6 subnet. */
+  ipv6?: string;
+  gateway6?: string;
+  /** Name servers written to /etc/resolv.conf. */
+  dns: string[];
+  mtu?: number;
+}
+
 export type RequestHeader = { kind: 'request'; id: string } & (
   | { op: 'health' }
   | ({ op: 'exec' } & ExecParams)
@@ -62,6 +77,10 @@ export type RequestHeader = { kind: 'request'; id: string } & (
   /** Set the guest's wall clock (after a restore from a snapshot, the guest's clock is where it was). */
   /** ...and mix fresh host entropy (hex) into its pool: VMs restored from one template share their RNG state. */
   | { op: 'clock'; epochMs: number; entropy?: string }
+  /** Configure the VM's NIC (address, route, name servers); idempotent. */
+  | ({ op: 'network' } & NetworkParams)
+  /** Grow the root filesystem to the size of its (just enlarged) block device; idempotent. */
+  | { op: 'growDisk'; minBytes?: number }
 );
 export type RequestOp = RequestHeader['op'];
 

@@ -28,6 +28,11 @@ export interface VmLaunch {
   /** Restore from a migration stream file instead of booting. */
   incomingFile?: string;
   tscKhz?: number;
+  /**
+   * The VM's NIC (virtio-net), or none. `tap`: plumbed into the backend's bridge. `isolated`: a NIC on a hub with
+   * no other port (templates and snapshots of networked VMs need the same devices when they are restored).
+   */
+  nic?: { kind: 'tap'; tap: string; mac: string } | { kind: 'isolated'; mac: string };
 }
 
 /** The host TSC frequency in kHz, from /proc/cpuinfo (the TCG clock fix needs it on the kernel command line). */
@@ -97,6 +102,14 @@ export function qemuArgs(launch: VmLaunch): string[] {
     '-pidfile',
     launch.pidFile,
   ];
+  if (launch.nic) {
+    // Last, so the NIC-less machine layout (and its templates) stays exactly as it was.
+    const netdev =
+      launch.nic.kind === 'tap'
+        ? `tap,id=net0,ifname=${launch.nic.tap},script=no,downscript=no`
+        : 'hubport,id=net0,hubid=0';
+    args.push('-netdev', netdev, '-device', `virtio-net-device,netdev=net0,mac=${launch.nic.mac}`);
+  }
   if (launch.incomingFile) args.push('-incoming', `exec:cat ${shellQuote(launch.incomingFile)}`);
   return args;
 }

@@ -1,0 +1,14 @@
+export { DEFAULT_READONLY_ROLE } from './readonly-role.js';
+export { PgliteQueryRunner, PostgresQueryRunner, type QueryRunner } from './runner.js';
+export { RUNS_TABLE_COLUMNS, RunsTableQuery, RunsTableResponse, runsTableJson } from './runs-table.js';
+export { QueryService } from './service.js';
+export { type QueryRunnerSetup, setUpQueryRunner } from './setup.js';
+export {
+  DEFAULT_QUERY_LIMITS,
+  QueryError,
+  type QueryLimits,
+  QueryRequest,
+  QueryResult,
+  QuerySchema,
+  QueryUnavailableError,
+} from './types.js';
