@@ -27,6 +27,10 @@ export class TerrariumClient {
     return this.request('POST', `/api/runs/${id}/kill`);
   }
 
+  unkillRun(id: number): Promise<RunView> {
+    return this.request('POST', `/api/runs/${id}/unkill`);
+  }
+
   listBatches(): Promise<BatchView[]> {
     return this.request('GET', '/api/batches');
   }
@@ -47,7 +51,8 @@ export class TerrariumClient {
     return this.request('GET', `/api/runs/${id}/trace${afterId === undefined ? '' : `?afterId=${afterId}`}`);
   }
 
-  private async request<T>(method: string, route: string, body?: unknown): Promise<T> {
+  /** Any user-API route, with the token, and errors that name the route and the server's message. */
+  async request<T>(method: string, route: string, body?: unknown): Promise<T> {
     let response: Response;
     try {
       response = await fetch(`${this.baseUrl}${route}`, {

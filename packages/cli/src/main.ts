@@ -4,7 +4,7 @@ import { branchForkCommand, branchListCommand } from './commands/branch.js';
 import { configCommand } from './commands/config.js';
 import { doctorCommand } from './commands/doctor.js';
 import { buildBaseImageCommand } from './commands/images.js';
-import { batchesCommand, batchSetLimitCommand, killCommand } from './commands/queue.js';
+import { batchesCommand, batchSetLimitCommand, killCommand, unkillCommand } from './commands/queue.js';
 import { quickstartCommand } from './commands/quickstart.js';
 import { runCommand } from './commands/run.js';
 import { runsCommand, traceCommand } from './commands/runs.js';
@@ -85,6 +85,10 @@ program
   .option('--detach', 'return as soon as the run is created (needs a running server)')
   .option('--batch <name>', 'run batch (default: your default batch, limited by DEFAULT_RUN_BATCH_CONCURRENCY_LIMIT)')
   .option('--priority <high|low>', 'queue priority: high runs start before low ones', priority)
+  .option(
+    '--keep-task-environment-running',
+    'when the run ends, keep its sandbox (no TaskFamily.teardown) as the task environment run-<id>',
+  )
   .option('--max-tokens <n>', 'usage limit: tokens (default 300000)', nonNegativeInt)
   .option('--max-actions <n>', 'usage limit: actions (default 3000)', nonNegativeInt)
   .option('--max-seconds <n>', 'usage limit: working seconds, pauses excluded (default 86400)', nonNegativeNumber)
@@ -98,6 +102,13 @@ program
   .argument('<run-id>', 'run id', positiveInt)
   .option('--server-url <url>', 'Terrarium server to use')
   .action(action((runId: number, options) => killCommand(runId, options)));
+
+program
+  .command('unkill')
+  .description('Put a run killed before its sandbox existed (queued, or while its image was built) back in the queue')
+  .argument('<run-id>', 'run id', positiveInt)
+  .option('--server-url <url>', 'Terrarium server to use')
+  .action(action((runId: number, options) => unkillCommand(runId, options)));
 
 program
   .command('batches')

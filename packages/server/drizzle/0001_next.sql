@@ -184,6 +184,7 @@ CREATE TABLE "vmm_webhooks" (
 ALTER TABLE "agent_branches" ADD COLUMN "usage_limits" jsonb;--> statement-breakpoint
 ALTER TABLE "runs" ADD COLUMN "usage_limits" jsonb;--> statement-breakpoint
 ALTER TABLE "runs" ADD COLUMN "priority" text DEFAULT 'low' NOT NULL;--> statement-breakpoint
+ALTER TABLE "runs" ADD COLUMN "keep_task_environment_running" boolean DEFAULT false NOT NULL;--> statement-breakpoint
 ALTER TABLE "runs" ADD COLUMN "runner_id" text;--> statement-breakpoint
 ALTER TABLE "runs" ADD COLUMN "kill_requested_at" timestamp with time zone;--> statement-breakpoint
 ALTER TABLE "task_environments" ADD COLUMN "state" text DEFAULT 'building' NOT NULL;--> statement-breakpoint

@@ -152,38 +152,54 @@ export async function startServer(config: Config, options: StartServerOptions = 
     safety,
     rater: new OptionsRater(middleman, { chatRatingModelRegex: config.CHAT_RATING_MODEL_REGEX }),
   });
+  // Runs and task environments build on one base image, built at most once (a failed build is tried again).
+  const taskBaseImage = () => {
+    baseImage ??= ensureBaseImage({
+      backendOrDocker: backend,
+      configuredImage: config.TERRARIUM_BASE_IMAGE,
+      mirror: config.TERRARIUM_DEBIAN_MIRROR,
+      cacheDir: path.join(config.TERRARIUM_DATA_DIR, 'cache'),
+      onProgress: options.onProgress,
+    }).catch((error: unknown) => {
+      baseImage = undefined;
+      throw error;
+    });
+    return baseImage;
+  };
+  const taskDefaults = {
+    cpus: config.AGENT_CPU_COUNT,
+    memoryGb: config.AGENT_RAM_GB,
+    storageGb: config.TASK_ENVIRONMENT_STORAGE_GB,
+  };
+  const taskOperationTimeoutMs =
+    config.TASK_OPERATION_TIMEOUT_MINUTES === undefined ? undefined : config.TASK_OPERATION_TIMEOUT_MINUTES * 60_000;
   const engine = new RunEngine({
     checkUsageLimits: (runId, agentBranchNumber) => hooks.enforceUsageLimits({ runId, agentBranchNumber }),
     sandboxLabels: { [INSTANCE_LABEL]: instanceId, [RUNNER_LABEL]: runnerId },
     onRunFinished: () => queue?.poke(),
     sshPublicKeys: config.SSH_PUBLIC_KEYS_WITH_ACCESS_TO_ALL_AGENT_CONTAINERS,
+    keepTaskEnvironment: async (run, sandbox) => {
+      const name = `run-${run.id}`;
+      await taskEnvironments.adopt({
+        name,
+        sandbox,
+        taskFamilyName: run.taskFamilyName,
+        taskName: run.taskName,
+        taskFamilyDir: run.taskFamilyDir,
+        userId: run.userId,
+      });
+      return name;
+    },
     repo,
     backend,
     events,
     log,
-    baseImage: () => {
-      baseImage ??= ensureBaseImage({
-        backendOrDocker: backend,
-        configuredImage: config.TERRARIUM_BASE_IMAGE,
-        mirror: config.TERRARIUM_DEBIAN_MIRROR,
-        cacheDir: path.join(config.TERRARIUM_DATA_DIR, 'cache'),
-        onProgress: options.onProgress,
-      }).catch((error: unknown) => {
-        baseImage = undefined;
-        throw error;
-      });
-      return baseImage;
-    },
+    baseImage: taskBaseImage,
     pythonDir: PYTHON_DIR,
     hooksPort: port,
     apiIp: config.API_IP,
-    defaults: {
-      cpus: config.AGENT_CPU_COUNT,
-      memoryGb: config.AGENT_RAM_GB,
-      storageGb: config.TASK_ENVIRONMENT_STORAGE_GB,
-    },
-    taskOperationTimeoutMs:
-      config.TASK_OPERATION_TIMEOUT_MINUTES === undefined ? undefined : config.TASK_OPERATION_TIMEOUT_MINUTES * 60_000,
+    defaults: taskDefaults,
+    taskOperationTimeoutMs,
   });
   queue = new RunQueue({
     store,
@@ -210,34 +226,15 @@ export async function startServer(config: Config, options: StartServerOptions = 
     branchUsage: (runId, agentBranchNumber) => hooks.usage({ runId, agentBranchNumber }),
   });
   const llm = new LlmService(middleman, database.db, repo, llmUsageLimits(hooks, safety));
-  let envBaseImage: Promise<string> | undefined;
   const taskEnvironments = new TaskEnvironmentService({
     repo: new TaskEnvironmentRepository(database.db),
     backend,
     log,
-    // Same image as runs use (ensureBaseImage is a lookup once built, and a file lock keeps builds single).
-    baseImage: () => {
-      envBaseImage ??= ensureBaseImage({
-        backendOrDocker: backend,
-        configuredImage: config.TERRARIUM_BASE_IMAGE,
-        mirror: config.TERRARIUM_DEBIAN_MIRROR,
-        cacheDir: path.join(config.TERRARIUM_DATA_DIR, 'cache'),
-        onProgress: options.onProgress,
-      }).catch((error: unknown) => {
-        envBaseImage = undefined;
-        throw error;
-      });
-      return envBaseImage;
-    },
+    baseImage: taskBaseImage,
     pythonDir: PYTHON_DIR,
     sandboxLabels: { [INSTANCE_LABEL]: instanceId, [RUNNER_LABEL]: runnerId },
-    defaults: {
-      cpus: config.AGENT_CPU_COUNT,
-      memoryGb: config.AGENT_RAM_GB,
-      storageGb: config.TASK_ENVIRONMENT_STORAGE_GB,
-    },
-    taskOperationTimeoutMs:
-      config.TASK_OPERATION_TIMEOUT_MINUTES === undefined ? undefined : config.TASK_OPERATION_TIMEOUT_MINUTES * 60_000,
+    defaults: taskDefaults,
+    taskOperationTimeoutMs,
     sshPublicKeysForAll: config.SSH_PUBLIC_KEYS_WITH_ACCESS_TO_ALL_AGENT_CONTAINERS,
   });
   // The microVM manager (TERRARIUM_VMM): reconciles the host with the database before its API opens.

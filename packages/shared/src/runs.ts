@@ -114,6 +114,13 @@ export const CreateRunRequest = z.object({
   metadata: z.record(z.string(), z.unknown()).optional(),
   usageLimits: UsageLimits.optional().describe('Limits of the run; each missing one takes its default'),
   checkpoint: UsageLimits.optional().describe('Usage at which the run pauses until a person raises it and unpauses'),
+  keepTaskEnvironmentRunning: z
+    .boolean()
+    .optional()
+    .describe(
+      'When the run ends, keep its sandbox running (no TaskFamily.teardown) as a task environment named run-<id>, ' +
+        'for `terrarium task exec|ssh|score|destroy`',
+    ),
 });
 export type CreateRunRequest = z.infer<typeof CreateRunRequest>;
 

@@ -1,39 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { requireConfigValue } from '@terrarium/server/config/index';
 import type { BranchView, UsageLimits } from '@terrarium/shared';
-import { ApiError } from '../client.js';
-import { type Connection, cliConfig, connect } from '../connection.js';
-
-/**
- * Calls the user API on the connected server. The branch and score routes are not in TerrariumClient (that file is
- * shared), so these commands call them directly with the same token and the same error messages.
- */
-export async function callApi<T>(connection: Connection, method: string, route: string, body?: unknown): Promise<T> {
-  const token = process.env.TERRARIUM_ACCESS_TOKEN ?? requireConfigValue(cliConfig(), 'ACCESS_TOKEN');
-  let response: Response;
-  try {
-    response = await fetch(`${connection.client.baseUrl}${route}`, {
-      method,
-      headers: {
-        Authorization: `Bearer ${token}`,
-        ...(body === undefined ? {} : { 'Content-Type': 'application/json' }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch (error) {
-    throw new ApiError(
-      0,
-      `Cannot reach the Terrarium server at ${connection.client.baseUrl}: ${(error as Error).message}`,
-    );
-  }
-  const text = await response.text();
-  const data = text ? (JSON.parse(text) as unknown) : undefined;
-  if (!response.ok) {
-    const message = (data as { error?: { message?: string } } | undefined)?.error?.message ?? text;
-    throw new ApiError(response.status, `${method} ${route} failed (HTTP ${response.status}): ${message}`);
-  }
-  return data as T;
-}
+import { connect } from '../connection.js';
 
 export interface ForkOptions {
   fromEntry: number;
@@ -67,12 +34,16 @@ export async function branchForkCommand(runId: number, options: ForkOptions): Pr
   };
   const connection = await connect({ serverUrl: options.serverUrl });
   try {
-    const created = await callApi<{ agentBranchNumber: number }>(connection, 'POST', `/api/runs/${runId}/branches`, {
-      parentAgentBranchNumber: options.parent ?? 0,
-      traceEntryId: options.fromEntry,
-      ...(agentState !== undefined && { agentState }),
-      ...(Object.keys(usageLimits).length > 0 && { usageLimits }),
-    });
+    const created = await connection.client.request<{ agentBranchNumber: number }>(
+      'POST',
+      `/api/runs/${runId}/branches`,
+      {
+        parentAgentBranchNumber: options.parent ?? 0,
+        traceEntryId: options.fromEntry,
+        ...(agentState !== undefined && { agentState }),
+        ...(Object.keys(usageLimits).length > 0 && { usageLimits }),
+      },
+    );
     process.stdout.write(
       `Branch ${created.agentBranchNumber} of run ${runId} started from trace entry ${options.fromEntry}` +
         `${options.stateFile ? ` with the state in ${options.stateFile}` : ' with the state saved there'}.\n` +
@@ -88,7 +59,7 @@ export async function branchForkCommand(runId: number, options: ForkOptions): Pr
 export async function branchListCommand(runId: number, options: { json?: boolean; serverUrl?: string }) {
   const connection = await connect({ serverUrl: options.serverUrl });
   try {
-    const branches = await callApi<BranchView[]>(connection, 'GET', `/api/runs/${runId}/branches`);
+    const branches = await connection.client.request<BranchView[]>('GET', `/api/runs/${runId}/branches`);
     if (options.json) {
       process.stdout.write(`${JSON.stringify(branches, null, 2)}\n`);
       return 0;

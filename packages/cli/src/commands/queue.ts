@@ -17,6 +17,18 @@ export async function killCommand(runId: number, options: { serverUrl?: string }
   }
 }
 
+/** `terrarium unkill <id>`: puts a run killed before it had a sandbox back in the queue. */
+export async function unkillCommand(runId: number, options: { serverUrl?: string }): Promise<number> {
+  const connection = await connect({ serverUrl: options.serverUrl });
+  try {
+    const run = await connection.client.unkillRun(runId);
+    process.stdout.write(`Run ${run.id} is ${describeState(run)} again.\n`);
+    return 0;
+  } finally {
+    await connection.close();
+  }
+}
+
 /** `terrarium batches`: every run batch with its limit and how many of its runs are active and queued. */
 export async function batchesCommand(options: { json?: boolean; serverUrl?: string }): Promise<number> {
   const connection = await connect({ serverUrl: options.serverUrl });

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { RunView, TerrariumClient } from '../client.js';
-import { connect } from '../connection.js';
+import { cliConfig, connect } from '../connection.js';
 import { formatRunSummary, isFinished } from '../format.js';
 import { RunProgress } from '../progress.js';
 
@@ -9,6 +9,7 @@ export interface RunCommandOptions {
   detach?: boolean;
   batch?: string;
   priority?: 'high' | 'low';
+  keepTaskEnvironmentRunning?: boolean;
   maxTokens?: number;
   maxActions?: number;
   maxSeconds?: number;
@@ -97,6 +98,7 @@ export async function runCommand(task: string, options: RunCommandOptions): Prom
       agentDir: path.resolve(options.agent),
       ...(options.batch && { batchName: options.batch }),
       ...(options.priority && { priority: options.priority }),
+      ...(options.keepTaskEnvironmentRunning && { keepTaskEnvironmentRunning: true }),
       ...(usageLimitsFromOptions(options) && { usageLimits: usageLimitsFromOptions(options) }),
     });
     process.stderr.write(`Created run ${created.id}.\n`);
@@ -110,6 +112,17 @@ export async function runCommand(task: string, options: RunCommandOptions): Prom
     const run = await waitForRun(connection.client, created.id, progress);
     progress.stop();
     process.stdout.write(`${formatRunSummary(run)}\n  trace: ./terrarium trace ${run.id}\n`);
+    // An embedded server stops with this command, and its web UI with it.
+    if (!connection.embedded) {
+      const ui = (cliConfig().UI_URL ?? connection.client.baseUrl).replace(/\/+$/, '');
+      process.stdout.write(`  web:   ${ui}/runs/${run.id}\n`);
+    }
+    if (
+      options.keepTaskEnvironmentRunning &&
+      run.steps.some((s) => s.step === 'teardown' && s.status === 'succeeded')
+    ) {
+      process.stdout.write(`  task environment: run-${run.id} (terrarium task exec run-${run.id} -- …)\n`);
+    }
     const exit = runExitCode(run);
     if (exit.message) process.stderr.write(`${exit.message}\n`);
     return exit.code;

@@ -1,6 +1,5 @@
 import type { IntermediateScoreView, ManualScoreView } from '@terrarium/shared';
 import { connect } from '../connection.js';
-import { callApi } from './branch.js';
 
 /** `terrarium score <run-id> <score>`: a person's score for a branch that ended in manual scoring. */
 export async function scoreCommand(
@@ -11,8 +10,7 @@ export async function scoreCommand(
   const branch = options.branch ?? 0;
   const connection = await connect({ serverUrl: options.serverUrl });
   try {
-    const stored = await callApi<ManualScoreView>(
-      connection,
+    const stored = await connection.client.request<ManualScoreView>(
       'POST',
       `/api/runs/${runId}/branches/${branch}/manual-score`,
       {
@@ -33,8 +31,8 @@ export async function scoresCommand(runId: number, options: { json?: boolean; se
   const connection = await connect({ serverUrl: options.serverUrl });
   try {
     const [intermediate, manual] = await Promise.all([
-      callApi<IntermediateScoreView[]>(connection, 'GET', `/api/runs/${runId}/intermediate-scores`),
-      callApi<ManualScoreView[]>(connection, 'GET', `/api/runs/${runId}/manual-scores`),
+      connection.client.request<IntermediateScoreView[]>('GET', `/api/runs/${runId}/intermediate-scores`),
+      connection.client.request<ManualScoreView[]>('GET', `/api/runs/${runId}/manual-scores`),
     ]);
     if (options.json) {
       process.stdout.write(`${JSON.stringify({ intermediate, manual }, null, 2)}\n`);

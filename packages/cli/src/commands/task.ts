@@ -6,7 +6,6 @@ import { existsSync, statSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
-import { requireConfigValue } from '@terrarium/server/config/index';
 import type {
   ExecView,
   ScoreView,
@@ -15,7 +14,7 @@ import type {
   TestView,
 } from '@terrarium/server/tasks/environments/index';
 import { type Command, InvalidArgumentError } from 'commander';
-import { ApiError } from '../client.js';
+import { ApiError, type TerrariumClient } from '../client.js';
 import { cliConfig, connect } from '../connection.js';
 import { parseTaskArgument } from './run.js';
 
@@ -25,10 +24,11 @@ export interface ServerOptions {
 
 /** The task-environment part of the user API. */
 export class TaskEnvironmentClient {
-  constructor(
-    readonly baseUrl: string,
-    private readonly accessToken: string,
-  ) {}
+  constructor(private readonly client: TerrariumClient) {}
+
+  get baseUrl(): string {
+    return this.client.baseUrl;
+  }
 
   create(body: { taskFamilyDir: string; taskName?: string; name?: string }): Promise<TaskEnvironmentView> {
     return this.request('POST', '/api/task-environments', body);
@@ -68,27 +68,8 @@ export class TaskEnvironmentClient {
     return `/api/task-environments/${encodeURIComponent(name)}${action ? `/${action}` : ''}`;
   }
 
-  private async request<T>(method: string, route: string, body?: unknown): Promise<T> {
-    let response: Response;
-    try {
-      response = await fetch(`${this.baseUrl}${route}`, {
-        method,
-        headers: {
-          Authorization: `Bearer ${this.accessToken}`,
-          ...(body === undefined ? {} : { 'Content-Type': 'application/json' }),
-        },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-    } catch (error) {
-      throw new ApiError(0, `Cannot reach the Terrarium server at ${this.baseUrl}: ${(error as Error).message}`);
-    }
-    const text = await response.text();
-    const data = text ? (JSON.parse(text) as unknown) : undefined;
-    if (!response.ok) {
-      const message = (data as { error?: { message?: string } } | undefined)?.error?.message ?? text;
-      throw new ApiError(response.status, message);
-    }
-    return data as T;
+  private request<T>(method: string, route: string, body?: unknown): Promise<T> {
+    return this.client.request(method, route, body);
   }
 }
 
@@ -98,9 +79,8 @@ async function withClient<T>(options: ServerOptions, fn: (client: TaskEnvironmen
     ...(options.serverUrl !== undefined && { serverUrl: options.serverUrl }),
     onEmbeddedStart: () => process.stderr.write('Starting an embedded Terrarium server…\n'),
   });
-  const token = process.env.TERRARIUM_ACCESS_TOKEN ?? requireConfigValue(cliConfig(), 'ACCESS_TOKEN');
   try {
-    return await fn(new TaskEnvironmentClient(connection.client.baseUrl, token));
+    return await fn(new TaskEnvironmentClient(connection.client));
   } finally {
     await connection.close();
   }

@@ -173,6 +173,8 @@ export const runs = pgTable(
     ),
     /** Queue priority: 'high' runs start before 'low' ones; FIFO (by id) within a priority. */
     priority: text('priority').notNull().default('low'),
+    /** When the run ends, its sandbox is kept running as the task environment `run-<id>` instead of torn down. */
+    keepTaskEnvironmentRunning: boolean('keep_task_environment_running').notNull().default(false),
     /** The server process (runner) that claimed the run from the queue; it owns the run until it ends. */
     runnerId: text('runner_id'),
     /** When a person asked to kill the run (a runner that owns it aborts it). */

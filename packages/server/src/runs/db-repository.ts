@@ -390,6 +390,7 @@ function toRunRecord(row: RunRow): RunRecord {
     taskSetupData: row.taskSetupData,
     steps: row.setupSteps as StepRecord[],
     priority: row.priority === 'high' ? 'high' : 'low',
+    keepTaskEnvironmentRunning: row.keepTaskEnvironmentRunning,
     usageLimits: (row.usageLimits as RunUsageLimits | null) ?? { usageLimits: {}, checkpoint: null },
     runnerId: row.runnerId,
     killRequestedAt: row.killRequestedAt,

@@ -56,8 +56,15 @@ export interface RunEngineOptions {
   onRunFinished?: (runId: number) => void;
   /** Public keys given SSH access to every agent sandbox (SSH_PUBLIC_KEYS_WITH_ACCESS_TO_ALL_AGENT_CONTAINERS). */
   sshPublicKeys?: readonly string[];
+  /**
+   * Hands the sandbox of a run created with keepTaskEnvironmentRunning over to the task environments, instead of
+   * tearing it down; returns the environment's name. Without it, such runs are torn down like any other.
+   */
+  keepTaskEnvironment?: (run: RunRecord, sandbox: Sandbox) => Promise<string>;
 }
 
+/** Marks a sandbox kept running after its run (keepTaskEnvironmentRunning): the reaper leaves it alone. */
+export const KEEP_RUNNING_LABEL = 'terrarium.keep-running';
 /** Why a run's work was aborted. */
 class RunAborted extends Error {
   constructor(readonly reason: 'killed' | 'abandoned') {
@@ -406,7 +413,11 @@ export class RunEngine {
           name: `run-${runId}`,
           network: networkForPermissions(setupData.permissions),
           resources: resourcesForTask(family, run.taskName, this.options.defaults),
-          labels: { ...this.labels(runId), 'terrarium.task-id': run.taskId },
+          labels: {
+            ...this.labels(runId),
+            'terrarium.task-id': run.taskId,
+            ...(run.keepTaskEnvironmentRunning && { [KEEP_RUNNING_LABEL]: 'true' }),
+          },
         });
         return { result: created, detail: `${created.backend} sandbox ${created.name}` };
       },
@@ -938,6 +949,23 @@ export class RunEngine {
 
   private async teardown(runId: number, sandbox: Sandbox, driver: TaskDriver | undefined): Promise<void> {
     liveSandboxes.unregister(runId);
+    const run = await this.repo.getRun(runId);
+    const keep = this.options.keepTaskEnvironment;
+    if (run?.keepTaskEnvironmentRunning && keep) {
+      await this.step(
+        runId,
+        'teardown',
+        async () => {
+          const name = await keep(run, sandbox);
+          return {
+            result: undefined,
+            detail: `kept running as task environment ${name} (terrarium task exec ${name} -- …; terrarium task destroy ${name})`,
+          };
+        },
+        { abortable: false },
+      );
+      return;
+    }
     // A killed run's TaskFamily.teardown gets at most 30 s: a kill must not wait on task code for long.
     const killed = this.controllers.get(runId)?.signal.aborted === true;
     const timeoutMs = killed ? Math.min(this.options.taskOperationTimeoutMs ?? 30_000, 30_000) : undefined;

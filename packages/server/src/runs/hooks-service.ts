@@ -159,7 +159,7 @@ export class HooksService {
     return this.withBranchLock(key, async () => {
       const branch = await this.waitWhilePaused(key);
       const run = await this.requireRun(runId);
-      const limits = await this.limits(runId, run);
+      const limits = await this.limits(key, run);
       // The counter is taken before the entry is written: an action over the limit is never recorded.
       const taken = await this.counters.takeAction(key, limits.usageLimits.actions);
       if (taken === undefined) {
@@ -401,7 +401,7 @@ export class HooksService {
   async usage(key: BranchKey): Promise<HookUsageResponse> {
     await this.requireBranch(key);
     const used = await this.measure(key);
-    const limits = await this.limits(key.runId);
+    const limits = await this.limits(key);
     return {
       actions: used.actions,
       tokens: used.tokens,
@@ -419,14 +419,21 @@ export class HooksService {
 
   // --- usage limits ----------------------------------------------------------------------------------------------
 
-  /** The run's limits (defaults filled in) and its checkpoint. */
+  /**
+   * The branch's limits (defaults filled in) and the run's checkpoint. A forked branch may carry limits of its own
+   * (set when it was forked); the trunk, and branches without their own, use the run's.
+   */
   async limits(
-    runId: number,
+    key: BranchKey,
     known?: RunRecord,
   ): Promise<{ usageLimits: ResolvedUsageLimits; checkpoint: UsageLimits | null }> {
-    const run = known ?? (await this.requireRun(runId));
+    const run = known ?? (await this.requireRun(key.runId));
+    const own =
+      key.agentBranchNumber === 0
+        ? null
+        : ((await this.repo.getBranch(key.runId, key.agentBranchNumber))?.usageLimits ?? null);
     return {
-      usageLimits: resolveUsageLimits(run.usageLimits.usageLimits),
+      usageLimits: resolveUsageLimits(own ?? run.usageLimits.usageLimits),
       checkpoint: run.usageLimits.checkpoint,
     };
   }
@@ -444,7 +451,7 @@ export class HooksService {
     const branch = known?.branch ?? (await this.repo.getBranch(key.runId, key.agentBranchNumber));
     if (!branch?.isRunning) return 'ok';
     const run = known?.run ?? (await this.requireRun(key.runId));
-    const limits = await this.limits(key.runId, run);
+    const limits = await this.limits(key, run);
     const used = await this.measure(key, { run, branch });
     const over = overLimit(used, limits.usageLimits);
     if (over) {
@@ -466,7 +473,7 @@ export class HooksService {
   async beforeGeneration(key: BranchKey): Promise<void> {
     const branch = await this.waitWhilePaused(key);
     const run = await this.requireRun(key.runId);
-    const limits = await this.limits(key.runId, run);
+    const limits = await this.limits(key, run);
     const used = await this.measure(key, { run, branch });
     const over =
       overLimit(used, limits.usageLimits) ??
@@ -490,7 +497,7 @@ export class HooksService {
       throw new ConflictError(`The branch is paused for ${open.reason}; that pause ends by itself.`);
     }
     if (open.reason === 'checkpoint') {
-      const { checkpoint } = await this.limits(key.runId);
+      const { checkpoint } = await this.limits(key);
       if (checkpoint && atCheckpoint(await this.measure(key), checkpoint)) {
         throw new ConflictError(
           'The branch is still at its checkpoint: raise the checkpoint (PATCH /api/runs/:id/usage-limits) first.',

@@ -154,6 +154,21 @@ export class QueueStore {
     return rows.length > 0;
   }
 
+  /**
+   * Puts a killed run back in the queue, if it was killed before its sandbox existed (queued, or while its image was
+   * built): nothing of it was torn down, so it can start afresh. Returns whether it was re-queued.
+   */
+  async unkill(runId: number): Promise<boolean> {
+    const { rows } = await this.db.execute<{ id: string | number }>(sql`
+      update runs set status = 'queued', error_message = null, error_step = null, setup_steps = '[]'::jsonb,
+        started_at = null, finished_at = null, runner_id = null, kill_requested_at = null, updated_at = now()
+      where id = ${runId} and status = 'killed'
+        and not (setup_steps @> '[{"step": "create-sandbox"}]'::jsonb)
+        and not exists (select 1 from agent_branches where agent_branches.run_id = runs.id)
+      returning id`);
+    return rows.length > 0;
+  }
+
   /** Asks the runner that owns a run to kill it (used when another process owns it). */
   async requestKill(runId: number): Promise<void> {
     await this.db.execute(sql`update runs set kill_requested_at = now() where id = ${runId}`);

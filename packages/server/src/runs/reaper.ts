@@ -1,7 +1,7 @@
 import { isTerminalRunStatus } from '@terrarium/shared';
 import type { Logger } from 'pino';
 import type { Sandbox, SandboxBackend, SandboxInfo } from '../sandbox/types.js';
-import type { RunEngine } from './engine.js';
+import { KEEP_RUNNING_LABEL, type RunEngine } from './engine.js';
 import type { QueueStore } from './queue.js';
 
 export const RUN_ID_LABEL = 'terrarium.run-id';
@@ -151,6 +151,8 @@ export class Reaper {
       const runId = Number(info.labels[RUN_ID_LABEL]);
       const status = statuses.get(runId);
       if (status !== undefined && !isTerminalRunStatus(status)) continue;
+      // Kept on purpose after its run ended: a task environment now, removed by `terrarium task destroy`.
+      if (status !== undefined && info.labels[KEEP_RUNNING_LABEL] === 'true') continue;
       // A run that ends removes its own sandbox; wait until the engine is done with it.
       if (engine.isActive(runId)) continue;
       await this.destroy(info).catch((error: unknown) =>

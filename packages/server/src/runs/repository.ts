@@ -22,6 +22,8 @@ export interface NewRun {
   priority?: RunPriority;
   /** Usage limits and checkpoint; absent: the defaults, no checkpoint. */
   usageLimits?: RunUsageLimits;
+  /** Keep the sandbox running as a task environment when the run ends. Default false. */
+  keepTaskEnvironmentRunning?: boolean;
 }
 
 export type RunPriority = 'high' | 'low';
@@ -42,6 +44,7 @@ export interface RunRecord extends NewRun {
   } | null;
   steps: StepRecord[];
   priority: RunPriority;
+  keepTaskEnvironmentRunning: boolean;
   /** Stored limits (not yet resolved against the defaults). */
   usageLimits: RunUsageLimits;
   /** The server process that claimed the run from the queue. */

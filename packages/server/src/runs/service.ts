@@ -113,6 +113,7 @@ export class RunService {
       metadata: request.metadata ?? {},
       priority: request.priority ?? 'low',
       usageLimits: { usageLimits, checkpoint: request.checkpoint ?? null },
+      keepTaskEnvironmentRunning: request.keepTaskEnvironmentRunning ?? false,
     });
     if (queue) queue.poke();
     else void this.engine.start(id);
@@ -159,6 +160,26 @@ export class RunService {
    * aborted, its sandbox torn down and removed. A run another server process owns is asked to stop (that process
    * kills it on its next queue pass). Killing a finished run changes nothing.
    */
+  /**
+   * Takes back a kill that came before the run had a sandbox (queued, or during the image build): the run goes back
+   * in the queue. A run killed later had its sandbox torn down, so there is nothing to resume: start a new run.
+   */
+  async unkillRun(id: number): Promise<RunView> {
+    const run = await this.repo.getRun(id);
+    if (!run) throw new NotFoundError(`Run ${id} does not exist.`);
+    if (run.status !== 'killed')
+      throw new ConflictError(`Run ${id} is ${run.status}, not killed: there is nothing to unkill.`);
+    const store = this.options.queue?.store;
+    if (!store || !(await store.unkill(id))) {
+      throw new ConflictError(
+        `Run ${id} was killed after its sandbox was created, and the sandbox was torn down: it cannot be resumed. ` +
+          'Start a new run with the same task and agent.',
+      );
+    }
+    this.options.queue?.poke();
+    return this.getRun(id);
+  }
+
   async killRun(id: number): Promise<RunView> {
     const run = await this.repo.getRun(id);
     if (!run) throw new NotFoundError(`Run ${id} does not exist.`);

@@ -122,6 +122,36 @@ function defineQueueCases(open: () => Promise<DatabaseHandle>) {
     await finishAll([a!]);
   });
 
+  it('unkills a run killed before its sandbox existed, and only such a run', async () => {
+    await store.ensureBatch('unkill', 5);
+    const [queued, building, started] = await insertRuns(repo, 3, 'unkill');
+    const step = (name: 'build-image' | 'create-sandbox') => ({
+      step: name,
+      status: 'succeeded' as const,
+      startedAt: new Date().toISOString(),
+      finishedAt: new Date().toISOString(),
+      durationMs: 1,
+      detail: null,
+      stdoutTail: null,
+      stderrTail: null,
+      error: null,
+    });
+    await repo.recordStep(building!, step('build-image'));
+    await repo.recordStep(started!, step('create-sandbox'));
+    for (const id of [queued!, building!, started!]) {
+      await repo.updateRun(id, { status: 'killed', errorMessage: 'Killed by a user.', finishedAt: new Date() });
+    }
+    expect(await store.unkill(queued!)).toBe(true);
+    expect(await store.unkill(building!)).toBe(true);
+    expect(await store.unkill(started!)).toBe(false);
+    const again = await repo.getRun(building!);
+    expect(again).toMatchObject({ status: 'queued', errorMessage: null, finishedAt: null, steps: [] });
+    expect((await repo.getRun(started!))?.status).toBe('killed');
+    expect(await store.unkill(queued!)).toBe(false); // queued now, not killed
+    expect((await store.claim('runner-u')).sort()).toEqual([queued!, building!].sort());
+    await finishAll([queued!, building!]);
+  });
+
   it('does not start runs while the host is above VM_HOST_MAX_CPU / VM_HOST_MAX_MEMORY', async () => {
     await store.ensureBatch('load', null);
     const [id] = await insertRuns(repo, 1, 'load');

@@ -171,7 +171,7 @@ describe('the run queue through the server', { timeout: 300_000 }, () => {
     expect(starts[1]).toBeLessThan(starts[2]!);
   });
 
-  it('kills a queued run without starting it', async () => {
+  it('kills a queued run without starting it, and unkills it', async () => {
     await api('PUT', '/api/batches/kill-queued', { concurrencyLimit: 0 });
     const run = await create({ batchName: 'kill-queued' });
     const killed = await api<RunView>('POST', `/api/runs/${run.id}/kill`);
@@ -183,6 +183,17 @@ describe('the run queue through the server', { timeout: 300_000 }, () => {
     await new Promise((r) => setTimeout(r, 500));
     expect((await get(run.id)).status).toBe('killed');
     expect(await containersOf(run.id)).toEqual([]);
+    // It never had a sandbox: unkill puts it back in the queue, and it runs to the end.
+    await api('PUT', '/api/batches/kill-queued', { concurrencyLimit: 0 });
+    const unkilled = await api<RunView>('POST', `/api/runs/${run.id}/unkill`);
+    expect(unkilled.status).toBe(200);
+    expect(unkilled.body.status).toBe('queued');
+    expect(unkilled.body.errorMessage).toBeNull();
+    await api('PUT', '/api/batches/kill-queued', { concurrencyLimit: 1 });
+    expect((await waitFor(run.id, (v) => v.status === 'submitted', 120_000)).score).toBe(1);
+    const again = await api<{ error: { message: string } }>('POST', `/api/runs/${run.id}/unkill`);
+    expect(again.status).toBe(409);
+    expect(again.body.error.message).toMatch(/not killed/);
   });
 
   it('kills a run while its agent runs: the agent stops, the sandbox is removed, the run ends killed', async () => {

@@ -112,6 +112,29 @@ describe('usage limits on a run', () => {
     expect((await hook(token, runId, 'log', { content: ['late'] })).statusCode).toBe(409);
   });
 
+  it("a forked branch's own limits apply to it, and the run's to the trunk", async () => {
+    const { runId, token } = await runWithLimits({ usageLimits: { actions: 10 } });
+    await h.repo.insertBranch(runId, 1, {
+      parentAgentBranchNumber: 0,
+      parentTraceEntryId: 1,
+      usageLimits: { ...DEFAULT_USAGE_LIMITS, actions: 2 },
+    });
+    await h.repo.updateBranch(runId, 1, { isRunning: true, startedAt: new Date() });
+    const onBranch = (n: number, i: number) =>
+      h.app.inject({
+        method: 'POST',
+        url: `/hooks/runs/${runId}/branches/${n}/action`,
+        headers: { authorization: `Bearer ${token}` },
+        payload: { action: { i } },
+      });
+    expect((await onBranch(1, 1)).statusCode).toBe(200);
+    expect((await onBranch(1, 2)).statusCode).toBe(200);
+    const third = await onBranch(1, 3);
+    expect(third.statusCode).toBeGreaterThanOrEqual(400);
+    expect(third.body).toMatch(/limit of 2 actions/);
+    for (let i = 1; i <= 3; i++) expect((await onBranch(0, i)).statusCode, `trunk action ${i}`).toBe(200);
+  });
+
   it('concurrent actions never get past the limit', async () => {
     const { runId, token } = await runWithLimits({ usageLimits: { actions: 2 } });
     const responses = await Promise.all([1, 2, 3, 4, 5].map((i) => hook(token, runId, 'action', { action: { i } })));

@@ -12,7 +12,7 @@ import type {
   TaskEnvironmentView,
   TestView,
 } from '../../src/tasks/environments/index.js';
-import { exampleFamily, startTestServer, type TestServer } from '../helpers/server.js';
+import { exampleAgent, exampleFamily, startTestServer, type TestServer } from '../helpers/server.js';
 
 const run = promisify(execFile);
 
@@ -261,6 +261,39 @@ describe('task environments end to end', { timeout: 300_000 }, () => {
     expect(messages).toContain('teardown ran; marker present: True');
     expect(messages).toContain('TaskFamily.teardown finished');
     expect(await containersOf(env.name)).toHaveLength(0);
+  });
+
+  it('keeps the sandbox of a run created with keepTaskEnvironmentRunning as the task environment run-<id>', async () => {
+    const finished = await harness.runToEnd({
+      taskFamilyDir: exampleFamily('hello_world'),
+      taskName: 'sum',
+      agentDir: exampleAgent('solver'),
+      keepTaskEnvironmentRunning: true,
+    });
+    expect(finished.status, finished.errorMessage ?? '').toBe('submitted');
+    expect(finished.steps.find((s) => s.step === 'teardown')?.detail).toMatch(/kept running as task environment/);
+    const name = `run-${finished.id}`;
+    const runContainers = () =>
+      docker.listContainers({
+        all: true,
+        filters: { label: [`terrarium.run-id=${finished.id}`, `terrarium.instance=${harness.server.instanceId}`] },
+      });
+    expect(await runContainers()).toHaveLength(1);
+    // The reaper leaves it alone although its run has ended.
+    await harness.server.reaper.reap();
+    expect(await runContainers()).toHaveLength(1);
+    const env = await api<TaskEnvironmentView>('GET', `/api/task-environments/${name}`);
+    expect(env.body.state).toBe('running');
+    // TaskFamily.teardown did not run: the agent's work is still there to look at.
+    const inside = await api<ExecView>('POST', `/api/task-environments/${name}/exec`, {
+      command: ['cat', '/home/agent/.terrarium/branches/0/stdout'],
+      user: 'root',
+    });
+    expect(inside.body.stdout).toContain("Submitting '100'");
+    const scored = await api<ScoreView>('POST', `/api/task-environments/${name}/score`, { submission: '100' });
+    expect(scored.body.score).toBe(1);
+    await api('DELETE', `/api/task-environments/${name}`);
+    expect(await runContainers()).toHaveLength(0);
   });
 
   it('refuses bad requests with what is expected', async () => {

@@ -9,19 +9,8 @@ import {
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { BranchService } from '../../runs/branches.js';
-import { InvalidRunRequestError } from '../../runs/service.js';
-import { HttpError } from '../errors.js';
+import { RunIdParams, refuseInvalid } from './runs.js';
 
-async function refuseInvalid<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (error) {
-    if (error instanceof InvalidRunRequestError) throw new HttpError(400, error.message);
-    throw error;
-  }
-}
-
-const RunIdParams = z.object({ runId: z.coerce.number().int().positive() });
 const BranchParams = RunIdParams.extend({ agentBranchNumber: z.coerce.number().int().nonnegative() });
 
 /** The user API for a run's branches (list, agent states, fork) and scores (manual, intermediate). */

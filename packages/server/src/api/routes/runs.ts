@@ -11,7 +11,8 @@ import {
 } from '../../runs/service.js';
 import { HttpError } from '../errors.js';
 
-async function refuseInvalid<T>(fn: () => Promise<T>): Promise<T> {
+/** Runs `fn`, answering 400 with its message when it refuses the request as invalid. */
+export async function refuseInvalid<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (error) {
@@ -20,7 +21,7 @@ async function refuseInvalid<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-const RunIdParams = z.object({ runId: z.coerce.number().int().positive() });
+export const RunIdParams = z.object({ runId: z.coerce.number().int().positive() });
 const BatchParams = z.object({ name: z.string().min(1).max(255) });
 
 /** The user API for runs and run batches. Authentication is enforced by the enclosing scope. */
@@ -49,6 +50,9 @@ export function runRoutes(runs: RunService): FastifyPluginAsyncZod {
     );
     app.post('/runs/:runId/kill', { schema: { params: RunIdParams, response: { 200: RunView } } }, async (request) =>
       runs.killRun(request.params.runId),
+    );
+    app.post('/runs/:runId/unkill', { schema: { params: RunIdParams, response: { 200: RunView } } }, async (request) =>
+      runs.unkillRun(request.params.runId),
     );
     app.patch(
       '/runs/:runId/usage-limits',

@@ -158,6 +158,29 @@ export class TaskEnvironmentService {
 
   constructor(private readonly options: TaskEnvironmentServiceOptions) {}
 
+  /**
+   * Takes over a running sandbox made elsewhere (the sandbox of a run created with keepTaskEnvironmentRunning), so it
+   * is listed and managed like any environment: exec, ssh, score, test, stop, destroy.
+   */
+  async adopt(input: {
+    name: string;
+    sandbox: Sandbox;
+    taskFamilyName: string;
+    taskName: string;
+    taskFamilyDir: string;
+    userId: string;
+  }): Promise<TaskEnvironmentView> {
+    const { sandbox, ...row } = input;
+    await this.options.repo.insert({ ...row, backend: sandbox.backend });
+    await this.options.repo.update(input.name, {
+      state: 'running',
+      sandboxId: sandbox.id,
+      sandboxName: sandbox.name,
+      isRunning: true,
+    });
+    return this.get(input.name);
+  }
+
   /** Creates the environment and sets it up in the background; poll get() for its state and progress. */
   async start(request: StartTaskEnvironmentRequest, userId: string): Promise<TaskEnvironmentView> {
     if (!path.isAbsolute(request.taskFamilyDir)) {
