@@ -127,6 +127,7 @@ describe('terrarium run against a server', { timeout: 240_000 }, () => {
     expect(result.stdout).toMatch(/state: submitted/);
     expect(result.stdout).toMatch(/score: 1/);
     expect(result.stderr).toMatch(/Agent running/);
+    expect(result.stdout).toMatch(/web: +http:\/\/127\.0\.0\.1:\d+\/runs\/\d+$/m);
     const runId = /Run (\d+):/.exec(result.stdout)![1]!;
     const trace = await terrarium(['trace', runId], env);
     expect(trace.code).toBe(0);
@@ -148,6 +149,22 @@ describe('terrarium run against a server', { timeout: 240_000 }, () => {
     expect(result.code).toBe(1);
     expect(result.stdout).toMatch(/state: error/);
     expect(result.stdout).toMatch(/error in step score/);
+  });
+
+  it('exits 3 when the run ends at its usage limits, naming the option that raises them', async () => {
+    const result = await terrarium(
+      [
+        'run',
+        path.join(REPO, 'examples/task-families/hello_world#sum'),
+        '--agent',
+        path.join(REPO, 'examples/agents/solver'),
+        '--max-actions',
+        '0',
+      ],
+      env,
+    );
+    expect(result.code).toBe(3);
+    expect(result.stderr).toMatch(/usage limits .*--max-actions/s);
   });
 
   it('returns the run id at once with --detach', async () => {
