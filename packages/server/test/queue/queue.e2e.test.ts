@@ -187,7 +187,7 @@ describe('the run queue through the server', { timeout: 300_000 }, () => {
     await api('PUT', '/api/batches/kill-queued', { concurrencyLimit: 0 });
     const unkilled = await api<RunView>('POST', `/api/runs/${run.id}/unkill`);
     expect(unkilled.status).toBe(200);
-    expect(unkilled.body.status).toBe('queued');
+    expect(unkilled.body.status).toBe('concurrency-limited'); // queued, in a batch held at 0
     expect(unkilled.body.errorMessage).toBeNull();
     await api('PUT', '/api/batches/kill-queued', { concurrencyLimit: 1 });
     expect((await waitFor(run.id, (v) => v.status === 'submitted', 120_000)).score).toBe(1);
