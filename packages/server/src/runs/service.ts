@@ -15,7 +15,8 @@ import { KILLED_MESSAGE, type RunEngine } from './engine.js';
 import { ConflictError, NotFoundError } from './errors.js';
 import { type BatchInfo, defaultBatchName, type RunQueue } from './queue.js';
 import type { Reaper } from './reaper.js';
-import type { RunRecord, RunRepository, TraceEntryRecord } from './repository.js';
+import type { RunRecord, RunRepository } from './repository.js';
+import { toTraceEntryView } from './trace-view.js';
 
 export { ConflictError, NotFoundError };
 
@@ -279,18 +280,5 @@ export function toBaseRunView(
     finishedAt: run.finishedAt?.toISOString() ?? null,
     usageLimits: resolveUsageLimits(run.usageLimits.usageLimits),
     checkpoint: run.usageLimits.checkpoint,
-  };
-}
-
-function toTraceEntryView(entry: TraceEntryRecord): TraceEntryView {
-  return {
-    id: entry.id,
-    runId: entry.runId,
-    agentBranchNumber: entry.agentBranchNumber,
-    index: entry.index,
-    kind: entry.kind,
-    content: entry.content,
-    calledAt: entry.calledAt.toISOString(),
-    agentTimestamp: entry.agentTimestamp?.toISOString() ?? null,
   };
 }

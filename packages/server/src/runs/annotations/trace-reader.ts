@@ -3,7 +3,7 @@ import { and, asc, desc, eq, gt } from 'drizzle-orm';
 import type { Database } from '../../db/client.js';
 import { traceEntries } from '../../db/schema.js';
 import type { TraceEntryRecord } from '../repository.js';
-import { toTraceEntryView } from './views.js';
+import { toTraceEntryView } from '../trace-view.js';
 
 /**
  * Reads of the trace the run page needs that the run repository does not offer: pages of entries (so a 100,000-entry

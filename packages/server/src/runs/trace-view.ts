@@ -1,5 +1,5 @@
 import type { TraceEntryView } from '@terrarium/shared';
-import type { TraceEntryRecord } from '../repository.js';
+import type { TraceEntryRecord } from './repository.js';
 
 /** A trace entry as the API shows it (the same shape as GET /api/runs/:id/trace). */
 export function toTraceEntryView(entry: TraceEntryRecord): TraceEntryView {
