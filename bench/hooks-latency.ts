@@ -34,6 +34,7 @@ import {
 } from '../packages/server/test/db/postgres-env.js';
 import { startFakeLlmProvider } from '../packages/server/test/helpers/fake-llm-provider.js';
 import { seedRun } from '../packages/server/test/helpers/runs.js';
+import { builtinConfig } from '../packages/server/test/llm/helpers.js';
 
 const arg = (name: string) => {
   const at = process.argv.indexOf(`--${name}`);
@@ -66,18 +67,7 @@ async function benchDatabase(label: string, options: DatabaseOptions): Promise<R
   const repo = new DrizzleRunRepository(database.db);
   await repo.ensureUser('u1', 'bench');
   const fake = await startFakeLlmProvider();
-  const config = {
-    VIVARIA_MIDDLEMAN_TYPE: 'builtin',
-    VIVARIA_IS_READ_ONLY: false,
-    MIDDLEMAN_API_URL: undefined,
-    OPENAI_API_URL: fake.url,
-    OPENAI_API_KEY: fake.keys.openai,
-    ANTHROPIC_API_URL: fake.url,
-    ANTHROPIC_API_KEY: fake.keys.anthropic,
-    GEMINI_API_KEY: fake.keys.gemini,
-    GEMINI_API_VERSION: 'v1beta',
-    ACCESS_TOKEN: undefined,
-  } as const;
+  const config = builtinConfig(fake);
   const events = new RunEvents();
   const hooks = new HooksService(repo, events, { counters: new DbUsageCounters(database.db) });
   const llm = new LlmService(createMiddleman(config), database.db, repo, llmUsageLimits(hooks));

@@ -16,6 +16,7 @@ import { createDatabase } from '../packages/server/src/db/index.js';
 import { createMiddleman, LlmService, llmEnvForAgent } from '../packages/server/src/llm/index.js';
 import { DrizzleRunRepository } from '../packages/server/src/runs/db-repository.js';
 import { startFakeLlmProvider } from '../packages/server/test/helpers/fake-llm-provider.js';
+import { builtinConfig } from '../packages/server/test/llm/helpers.js';
 
 const at = process.argv.indexOf('--calls');
 const calls = at >= 0 ? Number(process.argv[at + 1]) : 200;
@@ -45,18 +46,7 @@ const runId = await repo.insertRun({
 const minted = mintAgentToken(runId);
 await repo.updateRun(runId, { agentTokenHash: minted.hash, status: 'running' });
 await repo.insertBranch(runId, 0);
-const config = {
-  VIVARIA_MIDDLEMAN_TYPE: 'builtin',
-  VIVARIA_IS_READ_ONLY: false,
-  MIDDLEMAN_API_URL: undefined,
-  OPENAI_API_URL: fake.url,
-  OPENAI_API_KEY: fake.keys.openai,
-  ANTHROPIC_API_URL: fake.url,
-  ANTHROPIC_API_KEY: fake.keys.anthropic,
-  GEMINI_API_KEY: fake.keys.gemini,
-  GEMINI_API_VERSION: 'v1beta',
-  ACCESS_TOKEN: undefined,
-} as const;
+const config = builtinConfig(fake);
 const llm = new LlmService(createMiddleman(config), database.db, repo);
 const app = Fastify();
 installErrorHandler(app);
