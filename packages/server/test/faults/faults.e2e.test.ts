@@ -1,13 +1,9 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { isTerminalRunStatus, type RunView, type TraceEntryView } from '@terrarium/shared';
 import Dockerode from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config/index.js';
-import { type RunningServer, startServer } from '../../src/server.js';
-import { testBaseImage } from '../helpers/base-image.js';
-import { freePort } from '../helpers/net.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
 
 /**
  * Faults during a run, with real containers through the real server: the sandbox killed under the agent, an agent
@@ -74,40 +70,31 @@ const AGENTS = {
 const RUNNER_ID = `faults-test-${process.pid}-${Date.now()}`;
 
 describe('faults during a run', { timeout: 180_000 }, () => {
-  let server: RunningServer;
-  let dataDir: string;
+  let harness: TestServer;
   let familyDir: string;
-  let accessToken: string;
   const agentDirs: Record<keyof typeof AGENTS, string> = { sleeper: '', hog: '', writeThenFail: '' };
   const docker = new Dockerode();
 
   beforeAll(async () => {
-    dataDir = await mkdtemp(path.join(tmpdir(), 'terrarium-faults-'));
-    familyDir = path.join(dataDir, 'fixtures', 'faults');
+    harness = await startTestServer({
+      runnerId: RUNNER_ID,
+      // Other test files busy on this machine's CPUs must not hold these runs in the queue.
+      env: { VM_HOST_MAX_CPU: '1' },
+    });
+    familyDir = path.join(harness.dataDir, 'fixtures', 'faults');
     await mkdir(familyDir, { recursive: true });
     await writeFile(path.join(familyDir, 'faults.py'), FAMILY_PY);
     await writeFile(path.join(familyDir, 'manifest.yaml'), MANIFEST);
     for (const [name, source] of Object.entries(AGENTS)) {
-      const dir = path.join(dataDir, 'agents', name);
+      const dir = path.join(harness.dataDir, 'agents', name);
       await mkdir(dir, { recursive: true });
       await writeFile(path.join(dir, 'main.py'), `${source}\n`);
       agentDirs[name as keyof typeof AGENTS] = dir;
     }
-    const config = loadConfig({
-      TERRARIUM_DATA_DIR: dataDir,
-      PORT: String(await freePort()),
-      TERRARIUM_BASE_IMAGE: await testBaseImage(),
-      NO_INTERNET_NETWORK_NAME: 'terrarium-test-no-internet',
-      FULL_INTERNET_NETWORK_NAME: 'terrarium-test-full-internet',
-      // Other test files busy on this machine's CPUs must not hold these runs in the queue.
-      VM_HOST_MAX_CPU: '1',
-    });
-    accessToken = config.ACCESS_TOKEN!;
-    server = await startServer(config, { logDestination: path.join(dataDir, 'server.jsonl'), runnerId: RUNNER_ID });
   });
 
   afterAll(async () => {
-    await server?.close();
+    await harness?.close();
     // Whatever a failed test left behind (e.g. the sleeper's sandbox if the kill never happened).
     const left = await docker.listContainers({ all: true, filters: { label: [`terrarium.runner=${RUNNER_ID}`] } });
     await Promise.all(
@@ -118,19 +105,10 @@ describe('faults during a run', { timeout: 180_000 }, () => {
           .catch(() => undefined),
       ),
     );
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
 
   async function api<T>(method: string, route: string, body?: unknown): Promise<T> {
-    const response = await fetch(`${server.url}${route}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${accessToken}`,
-        ...(body !== undefined && { 'content-type': 'application/json' }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return (await response.json()) as T;
+    return (await harness.api<T>(method, route, body)).body;
   }
 
   async function createRun(agent: keyof typeof AGENTS): Promise<number> {

@@ -1,26 +1,14 @@
 /**
  * Whole runs of Vivaria-style (pyhooks) agents through the real server and engine, in real Docker sandboxes:
  * intermediate scoring against the live sandbox, submit, and logFatalError ending the run as an agent error.
- *
- * Needs the engine wiring described in the agent-API report (live-sandbox registry, pyhooks copied into the
- * sandbox, the 'fatal' event); until engine.ts has it, this file is skipped.
  */
-import { readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { isTerminalRunStatus, type RunView, type TraceEntryView } from '@terrarium/shared';
 import Dockerode from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config/index.js';
-import { type RunningServer, startServer } from '../../src/server.js';
-import { testBaseImage } from '../helpers/base-image.js';
-import { freePort } from '../helpers/net.js';
+import { exampleFamily, startTestServer, type TestServer } from '../helpers/server.js';
 
-const HELLO_WORLD = fileURLToPath(new URL('../../../../examples/task-families/hello_world', import.meta.url));
-const engineSource = readFileSync(fileURLToPath(new URL('../../src/runs/engine.ts', import.meta.url)), 'utf8');
-const engineWired = engineSource.includes('liveSandboxes.register') && engineSource.includes('onceFatal');
 const dockerAvailable = await new Dockerode().ping().then(
   () => true,
   () => false,
@@ -64,47 +52,26 @@ async def main(hooks):
 Hooks().main(main)
 `;
 
-describe.skipIf(!engineWired || !dockerAvailable)('pyhooks agents through the engine', { timeout: 240_000 }, () => {
-  let server: RunningServer;
-  let dataDir: string;
-  let accessToken: string;
+describe.skipIf(!dockerAvailable)('pyhooks agents through the engine', { timeout: 240_000 }, () => {
+  let harness: TestServer;
 
   beforeAll(async () => {
-    dataDir = await mkdtemp(path.join(tmpdir(), 'terrarium-pyhooks-e2e-'));
-    const port = await freePort();
-    const config = loadConfig({
-      TERRARIUM_DATA_DIR: dataDir,
-      PORT: String(port),
-      TERRARIUM_BASE_IMAGE: await testBaseImage(),
-      NO_INTERNET_NETWORK_NAME: 'terrarium-test-no-internet',
-      FULL_INTERNET_NETWORK_NAME: 'terrarium-test-full-internet',
-    });
-    accessToken = config.ACCESS_TOKEN!;
-    server = await startServer(config, { logDestination: path.join(dataDir, 'server.jsonl') });
+    harness = await startTestServer();
   });
 
   afterAll(async () => {
-    await server?.close();
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+    await harness?.close();
   });
 
   async function api<T>(method: string, route: string, body?: unknown): Promise<T> {
-    const response = await fetch(`${server.url}${route}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${accessToken}`,
-        ...(body !== undefined && { 'content-type': 'application/json' }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return (await response.json()) as T;
+    return (await harness.api<T>(method, route, body)).body;
   }
 
   async function runAgent(source: string): Promise<{ run: RunView; trace: TraceEntryView[] }> {
-    const agentDir = await mkdtemp(path.join(dataDir, 'agent-'));
+    const agentDir = await mkdtemp(path.join(harness.dataDir, 'agent-'));
     await writeFile(path.join(agentDir, 'main.py'), source);
     const created = await api<RunView>('POST', '/api/runs', {
-      taskFamilyDir: HELLO_WORLD,
+      taskFamilyDir: exampleFamily('hello_world'),
       taskName: 'sum',
       agentDir,
     });

@@ -2,18 +2,14 @@
  * Usage limits through the real server and engine in real Docker sandboxes: an agent that does actions until one is
  * refused ends usage-limits with exactly the allowed number of actions, scored only when the task says so.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { hostname, tmpdir } from 'node:os';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isTerminalRunStatus, type RunView, type TraceEntryView } from '@terrarium/shared';
 import Dockerode from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config/index.js';
-import { RUNNER_LABEL } from '../../src/runs/reaper.js';
-import { type RunningServer, startServer } from '../../src/server.js';
-import { testBaseImage } from '../helpers/base-image.js';
-import { freePort } from '../helpers/net.js';
+import { INSTANCE_LABEL } from '../../src/runs/reaper.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
 
 const FAMILY = fileURLToPath(new URL('../fixtures/usage_limits', import.meta.url));
 const dockerAvailable = await new Dockerode().ping().then(
@@ -46,54 +42,18 @@ time.sleep(600)
 `;
 
 describe.skipIf(!dockerAvailable)('usage limits through the engine', { timeout: 240_000 }, () => {
-  let server: RunningServer;
-  let dataDir: string;
-  let accessToken: string;
-  let port: number;
+  let harness: TestServer;
 
   beforeAll(async () => {
-    dataDir = await mkdtemp(path.join(tmpdir(), 'terrarium-limits-e2e-'));
-    port = await freePort();
-    const config = loadConfig({
-      TERRARIUM_DATA_DIR: dataDir,
-      PORT: String(port),
-      TERRARIUM_BASE_IMAGE: await testBaseImage(),
-      NO_INTERNET_NETWORK_NAME: 'terrarium-test-no-internet',
-      FULL_INTERNET_NETWORK_NAME: 'terrarium-test-full-internet',
-    });
-    accessToken = config.ACCESS_TOKEN!;
-    server = await startServer(config, { logDestination: path.join(dataDir, 'server.jsonl') });
-    // Other e2e files label their sandboxes with the same small run ids and look them up by that label alone: spend
-    // the first ids on runs held in a batch that never starts, so this file's sandboxes never match their lookups.
-    for (let chunk = 0; chunk < 10; chunk++) {
-      await Promise.all(
-        Array.from({ length: 20 }, () =>
-          api('POST', '/api/runs', {
-            taskFamilyDir: FAMILY,
-            agentDir: dataDir,
-            batchName: 'usage-limits-e2e-held',
-            batchConcurrencyLimit: 0,
-          }),
-        ),
-      );
-    }
+    harness = await startTestServer();
   });
 
   afterAll(async () => {
-    await server?.close();
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+    await harness?.close();
   });
 
   async function api<T>(method: string, route: string, body?: unknown): Promise<T> {
-    const response = await fetch(`${server.url}${route}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${accessToken}`,
-        ...(body !== undefined && { 'content-type': 'application/json' }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return (await response.json()) as T;
+    return (await harness.api<T>(method, route, body)).body;
   }
 
   async function run(
@@ -101,7 +61,7 @@ describe.skipIf(!dockerAvailable)('usage limits through the engine', { timeout: 
     usageLimits: Record<string, number>,
     source = LOOPING_AGENT,
   ): Promise<{ run: RunView; trace: TraceEntryView[] }> {
-    const agentDir = await mkdtemp(path.join(dataDir, 'agent-'));
+    const agentDir = await mkdtemp(path.join(harness.dataDir, 'agent-'));
     await writeFile(path.join(agentDir, 'main.py'), source);
     const created = await api<RunView>('POST', '/api/runs', { taskFamilyDir: FAMILY, taskName, agentDir, usageLimits });
     for (;;) {
@@ -131,10 +91,9 @@ describe.skipIf(!dockerAvailable)('usage limits through the engine', { timeout: 
     const sandboxes = await new Dockerode().listContainers({
       all: true,
       // Other test files may run at the same time with the same run ids: only this server's sandboxes count.
-      filters: { label: [`terrarium.run-id=${result.id}`, `${RUNNER_LABEL}=${hostname()}:${port}`] },
+      filters: { label: [`terrarium.run-id=${result.id}`, `${INSTANCE_LABEL}=${harness.server.instanceId}`] },
     });
     expect(sandboxes).toHaveLength(0);
-    expect(result.id).toBeGreaterThan(200);
   });
 
   it('scores the submission file when the task scores on usage limits', async () => {
