@@ -77,22 +77,33 @@ program
   .option('--task <name>', 'hello_world task to run', 'sum')
   .action(action((options: { task: string }) => quickstartCommand(options)));
 
-program
-  .command('run')
-  .description('Run an agent on a task and wait for its score')
-  .argument('<task>', 'task family directory, optionally with #task-name (e.g. examples/task-families/hello_world#sum)')
-  .requiredOption('--agent <dir>', 'agent directory (main.py, or agent.yaml naming a command)')
-  .option('--detach', 'return as soon as the run is created (needs a running server)')
-  .option('--batch <name>', 'run batch (default: your default batch, limited by DEFAULT_RUN_BATCH_CONCURRENCY_LIMIT)')
-  .option('--priority <high|low>', 'queue priority: high runs start before low ones', priority)
-  .option(
-    '--keep-task-environment-running',
-    'when the run ends, keep its sandbox (no TaskFamily.teardown) as the task environment run-<id>',
-  )
-  .option('--max-tokens <n>', 'usage limit: tokens (default 300000)', nonNegativeInt)
-  .option('--max-actions <n>', 'usage limit: actions (default 3000)', nonNegativeInt)
-  .option('--max-seconds <n>', 'usage limit: working seconds, pauses excluded (default 86400)', nonNegativeNumber)
-  .option('--max-cost <usd>', 'usage limit: cost in US dollars (default 100)', nonNegativeNumber)
+/** The four usage-limit options of `run` and `branch fork`; `describe` words each limit for its command. */
+function usageLimitOptions(command: Command, describe: (limit: string, runDefault: string) => string): Command {
+  return command
+    .option('--max-tokens <n>', describe('tokens', '300000'), nonNegativeInt)
+    .option('--max-actions <n>', describe('actions', '3000'), nonNegativeInt)
+    .option('--max-seconds <n>', describe('working seconds, pauses excluded', '86400'), nonNegativeNumber)
+    .option('--max-cost <usd>', describe('cost in US dollars', '100'), nonNegativeNumber);
+}
+
+usageLimitOptions(
+  program
+    .command('run')
+    .description('Run an agent on a task and wait for its score')
+    .argument(
+      '<task>',
+      'task family directory, optionally with #task-name (e.g. examples/task-families/hello_world#sum)',
+    )
+    .requiredOption('--agent <dir>', 'agent directory (main.py, or agent.yaml naming a command)')
+    .option('--detach', 'return as soon as the run is created (needs a running server)')
+    .option('--batch <name>', 'run batch (default: your default batch, limited by DEFAULT_RUN_BATCH_CONCURRENCY_LIMIT)')
+    .option('--priority <high|low>', 'queue priority: high runs start before low ones', priority)
+    .option(
+      '--keep-task-environment-running',
+      'when the run ends, keep its sandbox (no TaskFamily.teardown) as the task environment run-<id>',
+    ),
+  (limit, runDefault) => `usage limit: ${limit} (default ${runDefault})`,
+)
   .option('--server-url <url>', 'Terrarium server to use (default: one on this machine, else an embedded one)')
   .action(action((task: string, options) => runCommand(task, options)));
 
@@ -175,17 +186,19 @@ program
   .action(action((args: string[]) => testCommand(args)));
 
 const branch = program.command('branch').description("Fork and list a run's agent branches");
-branch
-  .command('fork')
-  .description("Start a new agent branch in the run's sandbox from the state saved at (or given for) a trace entry")
-  .argument('<run-id>', 'run id', positiveInt)
-  .requiredOption('--from-entry <id>', 'trace entry to fork at', positiveInt)
-  .option('--parent <n>', 'branch the entry belongs to (default 0, the trunk)', nonNegativeInt)
-  .option('--state-file <file>', 'JSON file with the starting state (default: the state saved at or before the entry)')
-  .option('--max-tokens <n>', "the branch's token limit (default: the run's)", nonNegativeInt)
-  .option('--max-actions <n>', "the branch's action limit (default: the run's)", nonNegativeInt)
-  .option('--max-seconds <n>', "the branch's working-seconds limit (default: the run's)", nonNegativeNumber)
-  .option('--max-cost <usd>', "the branch's cost limit (default: the run's)", nonNegativeNumber)
+usageLimitOptions(
+  branch
+    .command('fork')
+    .description("Start a new agent branch in the run's sandbox from the state saved at (or given for) a trace entry")
+    .argument('<run-id>', 'run id', positiveInt)
+    .requiredOption('--from-entry <id>', 'trace entry to fork at', positiveInt)
+    .option('--parent <n>', 'branch the entry belongs to (default 0, the trunk)', nonNegativeInt)
+    .option(
+      '--state-file <file>',
+      'JSON file with the starting state (default: the state saved at or before the entry)',
+    ),
+  (limit) => `the branch's ${limit} limit (default: the run's)`,
+)
   .option('--server-url <url>', 'Terrarium server to use')
   .action(action((runId: number, options) => branchForkCommand(runId, options)));
 branch
