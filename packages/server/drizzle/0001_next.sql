@@ -167,8 +167,25 @@ CREATE TABLE "vmm_vms" (
 	"cid" integer,
 	"secret_env_names" jsonb DEFAULT '[]'::jsonb NOT NULL,
 	"snapshot_id" text,
+	"started_from" text,
 	"owner" text NOT NULL,
 	"lost_reason" text,
+	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"updated_at" timestamp with time zone DEFAULT now() NOT NULL
+);
+--> statement-breakpoint
+CREATE TABLE "vmm_webhook_deliveries" (
+	"id" text PRIMARY KEY NOT NULL,
+	"webhook_id" text NOT NULL,
+	"event_id" integer NOT NULL,
+	"action" text NOT NULL,
+	"event" jsonb NOT NULL,
+	"state" text DEFAULT 'pending' NOT NULL,
+	"attempts" integer DEFAULT 0 NOT NULL,
+	"next_attempt_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"last_status" integer,
+	"last_error" text,
+	"delivered_at" timestamp with time zone,
 	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
 	"updated_at" timestamp with time zone DEFAULT now() NOT NULL
 );
@@ -182,6 +199,7 @@ CREATE TABLE "vmm_webhooks" (
 );
 --> statement-breakpoint
 ALTER TABLE "agent_branches" ADD COLUMN "usage_limits" jsonb;--> statement-breakpoint
+ALTER TABLE "agent_branches" ADD COLUMN "next_trace_index" integer DEFAULT 0 NOT NULL;--> statement-breakpoint
 ALTER TABLE "runs" ADD COLUMN "usage_limits" jsonb;--> statement-breakpoint
 ALTER TABLE "runs" ADD COLUMN "priority" text DEFAULT 'low' NOT NULL;--> statement-breakpoint
 ALTER TABLE "runs" ADD COLUMN "keep_task_environment_running" boolean DEFAULT false NOT NULL;--> statement-breakpoint
@@ -215,4 +233,6 @@ CREATE UNIQUE INDEX "vmm_exec_history_request_idx" ON "vmm_exec_history" USING b
 CREATE UNIQUE INDEX "vmm_vms_ip_idx" ON "vmm_vms" USING btree ("ip");--> statement-breakpoint
 CREATE UNIQUE INDEX "vmm_vms_cid_idx" ON "vmm_vms" USING btree ("cid");--> statement-breakpoint
 CREATE INDEX "vmm_vms_state_idx" ON "vmm_vms" USING btree ("state");--> statement-breakpoint
+CREATE UNIQUE INDEX "vmm_webhook_deliveries_event_idx" ON "vmm_webhook_deliveries" USING btree ("webhook_id","event_id");--> statement-breakpoint
+CREATE INDEX "vmm_webhook_deliveries_due_idx" ON "vmm_webhook_deliveries" USING btree ("state","next_attempt_at");--> statement-breakpoint
 CREATE INDEX "runs_queue_idx" ON "runs" USING btree ("status","priority","id");

@@ -1,2 +1,3 @@
 export * from './client.js';
+export { analyzeStaleTables, type PgliteAnalyzer, startPgliteAnalyzer } from './pglite-analyze.js';
 export * from './schema.js';

@@ -216,6 +216,11 @@ export const agentBranches = pgTable(
     agentCommandResult: jsonb<AgentCommandResult>('agent_command_result'),
     /** Branches: a forked branch's own usage limits ({tokens, actions, totalSeconds, cost}); null: the run's. */
     usageLimits: jsonb<Record<string, number>>('usage_limits'),
+    /**
+     * The index the branch's next trace entry gets. Appends take it with an UPDATE, whose row lock orders concurrent
+     * appends to one branch: no two pick the same index, and none has to retry.
+     */
+    nextTraceIndex: integer('next_trace_index').notNull().default(0),
     isRunning: boolean('is_running').notNull().default(false),
     startedAt: timestamptz('started_at'),
     completedAt: timestamptz('completed_at'),
@@ -512,7 +517,7 @@ export const vmmVms = pgTable(
   {
     id: text('id').primaryKey(),
     name: text('name').notNull(),
-    /** 'creating' | 'running' | 'stopped' | 'lost' | 'failed' | 'destroyed' */
+    /** 'creating' | 'pooled' (a warm-pool VM, no user's yet) | 'running' | 'stopped' | 'lost' | 'failed' | 'destroyed' */
     state: text('state').notNull(),
     backendId: text('backend_id'),
     vcpus: integer('vcpus').notNull(),
@@ -527,6 +532,8 @@ export const vmmVms = pgTable(
     /** Names (never values) of the secret environment variables the VM was created with. */
     secretEnvNames: jsonb<string[]>('secret_env_names').notNull().default(sql`'[]'::jsonb`),
     snapshotId: text('snapshot_id'),
+    /** How the VM came up: 'pool' (a warm-pool VM handed out), 'snapshot', 'template' (warm template) or 'cold'. */
+    startedFrom: text('started_from'),
     /** Who created it: 'api-key:<id>', 'config-api-key' or 'admin'. */
     owner: text('owner').notNull(),
     lostReason: text('lost_reason'),
@@ -644,3 +651,35 @@ export const vmmWebhooks = pgTable('vmm_webhooks', {
 });
 
 export type VmmWebhookRow = typeof vmmWebhooks.$inferSelect;
+
+/**
+ * One webhook delivery of one activity event: durable, so a manager restart never loses a pending retry. The
+ * worker (vmm/webhooks.ts) claims a due row by moving `next_attempt_at` ahead (a lease), sends it, then records
+ * the outcome: 'delivered', or back to 'pending' with exponential backoff, or 'failed' after the last attempt.
+ */
+export const vmmWebhookDeliveries = pgTable(
+  'vmm_webhook_deliveries',
+  {
+    id: text('id').primaryKey(),
+    webhookId: text('webhook_id').notNull(),
+    eventId: integer('event_id').notNull(),
+    action: text('action').notNull(),
+    /** The activity event as delivered (the signed body is rebuilt from it on every attempt). */
+    event: jsonb<Record<string, unknown>>('event').notNull(),
+    /** 'pending' | 'delivered' | 'failed' */
+    state: text('state').notNull().default('pending'),
+    attempts: integer('attempts').notNull().default(0),
+    nextAttemptAt: timestamptz('next_attempt_at').notNull().defaultNow(),
+    lastStatus: integer('last_status'),
+    lastError: text('last_error'),
+    deliveredAt: timestamptz('delivered_at'),
+    createdAt: createdAt(),
+    updatedAt: timestamptz('updated_at').notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex('vmm_webhook_deliveries_event_idx').on(t.webhookId, t.eventId),
+    index('vmm_webhook_deliveries_due_idx').on(t.state, t.nextAttemptAt),
+  ],
+);
+
+export type VmmWebhookDeliveryRow = typeof vmmWebhookDeliveries.$inferSelect;

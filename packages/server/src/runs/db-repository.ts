@@ -36,8 +36,6 @@ import type {
   TraceEntryRecord,
 } from './repository.js';
 
-const UNIQUE_VIOLATION = '23505';
-
 /** The run repository on Drizzle; the same queries serve PGlite and PostgreSQL. */
 export class DrizzleRunRepository implements RunRepository {
   constructor(private readonly db: Database) {}
@@ -118,26 +116,28 @@ export class DrizzleRunRepository implements RunRepository {
   }
 
   async appendTraceEntry(entry: Parameters<RunRepository['appendTraceEntry']>[0]): Promise<number> {
-    // The per-branch index is max+1; two concurrent appends can pick the same one, so a unique violation retries.
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const [row] = await this.db
-          .insert(traceEntries)
-          .values({
-            runId: entry.runId,
-            agentBranchNumber: entry.agentBranchNumber,
-            kind: entry.kind,
-            content: entry.content,
-            agentTimestamp: entry.agentTimestamp ?? null,
-            index: sql`(select coalesce(max(${traceEntries.index}) + 1, 0) from ${traceEntries} where ${traceEntries.runId} = ${entry.runId} and ${traceEntries.agentBranchNumber} = ${entry.agentBranchNumber})`,
-          })
-          .returning({ id: traceEntries.id });
-        return row!.id;
-      } catch (error) {
-        if (attempt < 20 && errorCode(error) === UNIQUE_VIOLATION) continue;
-        throw error;
-      }
-    }
+    // One statement: take the branch's next index (the UPDATE's row lock makes concurrent appends to the branch wait
+    // their turn, and each then sees the index its predecessor left), then insert with it. GREATEST covers branches
+    // whose entries were written before the counter existed.
+    const result = await this.db.execute<{ id: number | string }>(sql`
+      with slot as (
+        update ${agentBranches}
+        set next_trace_index = greatest(
+          ${agentBranches.nextTraceIndex},
+          (select coalesce(max(${traceEntries.index}) + 1, 0) from ${traceEntries}
+            where ${traceEntries.runId} = ${entry.runId} and ${traceEntries.agentBranchNumber} = ${entry.agentBranchNumber})
+        ) + 1
+        where ${agentBranches.runId} = ${entry.runId} and ${agentBranches.agentBranchNumber} = ${entry.agentBranchNumber}
+        returning next_trace_index - 1 as index
+      )
+      insert into trace_entries (run_id, agent_branch_number, kind, content, agent_timestamp, index)
+      select ${entry.runId}, ${entry.agentBranchNumber}, ${entry.kind}, ${JSON.stringify(entry.content)}::jsonb,
+        ${entry.agentTimestamp ?? null}, slot.index
+      from slot
+      returning id`);
+    const row = result.rows[0];
+    if (!row) throw new Error(`Run ${entry.runId} has no agent branch ${entry.agentBranchNumber} to append to.`);
+    return Number(row.id);
   }
 
   async listTraceEntries(
@@ -398,9 +398,4 @@ function toRunRecord(row: RunRow): RunRecord {
     startedAt: row.startedAt,
     finishedAt: row.finishedAt,
   };
-}
-
-function errorCode(error: unknown): string | undefined {
-  const e = error as { code?: string; cause?: { code?: string } };
-  return e.code ?? e.cause?.code;
 }

@@ -10,6 +10,7 @@ import { expect, it } from 'vitest';
 import type { Database, DatabaseHandle } from '../../src/db/client.js';
 import { MIGRATIONS_FOLDER } from '../../src/db/client.js';
 import { agentBranches, runBatches, runs, taskEnvironments, traceEntries, users } from '../../src/db/schema.js';
+import { DrizzleRunRepository } from '../../src/runs/db-repository.js';
 
 export const ALL_TABLES = ['agent_branches', 'run_batches', 'runs', 'task_environments', 'trace_entries', 'users'];
 
@@ -233,6 +234,46 @@ export function defineDatabaseCases(getHandle: () => DatabaseHandle): void {
       agentCommandResult: { exitCode: 0, stdoutTail: 'done\n', stderrTail: '', durationMs: 1234 },
       fatalError: null,
     });
+  });
+
+  it('gives concurrent appends to one branch distinct consecutive indexes, without retries', async () => {
+    const { db } = getHandle();
+    const { run } = await seedRun(db);
+    const repo = new DrizzleRunRepository(db);
+    const appends = 200;
+    const ids = await Promise.all(
+      Array.from({ length: appends }, (_, n) =>
+        repo.appendTraceEntry({ runId: run.id, agentBranchNumber: 0, kind: 'log', content: { n } }),
+      ),
+    );
+    expect(new Set(ids).size).toBe(appends);
+    const rows = await db
+      .select({ index: traceEntries.index })
+      .from(traceEntries)
+      .where(eq(traceEntries.runId, run.id))
+      .orderBy(asc(traceEntries.index));
+    expect(rows.map((r) => r.index)).toEqual(Array.from({ length: appends }, (_, n) => n));
+  });
+
+  it('continues the index of entries written before the branch had a counter', async () => {
+    const { db } = getHandle();
+    const { run } = await seedRun(db);
+    await db
+      .insert(traceEntries)
+      .values(
+        [0, 1, 2].map((index) => ({ runId: run.id, agentBranchNumber: 0, index, kind: 'log', content: { index } })),
+      );
+    const id = await new DrizzleRunRepository(db).appendTraceEntry({
+      runId: run.id,
+      agentBranchNumber: 0,
+      kind: 'log',
+      content: { late: true },
+    });
+    const [row] = await db.select().from(traceEntries).where(eq(traceEntries.id, id));
+    expect(row).toMatchObject({ index: 3, content: { late: true } });
+    await expect(
+      new DrizzleRunRepository(db).appendTraceEntry({ runId: run.id, agentBranchNumber: 5, kind: 'log', content: {} }),
+    ).rejects.toThrow(/has no agent branch 5/);
   });
 
   it('round-trips jsonb values exactly', async () => {

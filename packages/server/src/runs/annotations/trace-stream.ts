@@ -19,6 +19,8 @@ export interface TraceStreamOptions {
   batchSize?: number;
 }
 
+const FIRST_BATCH_SIZE = 200;
+
 export interface SseSink {
   write(chunk: string): boolean;
   readonly closed: boolean;
@@ -55,11 +57,18 @@ export async function streamTrace(
   let lastBeat = Date.now();
   let lastStatusCheck = 0;
   sink.write('retry: 1000\n\n');
+  // The first page is small, so the first entries show at once however long the trace is.
+  let limit = Math.min(batchSize, FIRST_BATCH_SIZE);
   while (!signal.aborted && !sink.closed) {
-    const entries = await reader.page(runId, lastId, batchSize);
+    const entries = await reader.page(runId, lastId, limit);
+    const full = entries.length === limit;
+    limit = batchSize;
     if (entries.length > 0) {
       lastId = entries.at(-1)!.id;
       sink.write(sseMessage('entries', entries, lastId));
+      // Let the event loop write the message out: PGlite's queries can resolve without ever returning to it, and a
+      // backlog read page after page would otherwise reach the browser only when the last page is read.
+      await new Promise((resolve) => setImmediate(resolve));
     }
     if (entries.length > 0 || Date.now() - lastStatusCheck >= statusPollMs) {
       lastStatusCheck = Date.now();
@@ -75,7 +84,7 @@ export async function streamTrace(
       lastBeat = Date.now();
     }
     // A full page means more is waiting: read on at once.
-    if (entries.length < batchSize) await sleep(pollMs, signal);
+    if (!full) await sleep(pollMs, signal);
   }
 }
 
