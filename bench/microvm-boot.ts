@@ -9,6 +9,7 @@
  *
  *   scripts/build-guest-image.sh /var/lib/terrarium-microvm/images/bookworm
  *   npx tsx bench/microvm-boot.ts [--runs 5] [--storage /var/lib/terrarium-microvm/bench]
+ *     [--hypervisor auto|qemu|firecracker --firecracker-bin /usr/local/bin/firecracker [--jailer-bin ...]]
  */
 import { rm } from 'node:fs/promises';
 import { type MicrovmSandbox, QemuMicrovmBackend } from '../packages/server/src/sandbox/microvm/backend.js';
@@ -24,6 +25,17 @@ const image = arg('--image') ?? 'bookworm';
 const network = process.argv.includes('--network');
 // A cold boot under TCG on a loaded host can take more than the default minute.
 const transport = { healthTimeoutMs: Number(arg('--health-timeout-ms')) || 240_000 };
+// The hypervisor (default: QEMU, as before); Firecracker where it is installed and KVM boots guests.
+const hypervisor = (arg('--hypervisor') ?? 'qemu') as 'auto' | 'qemu' | 'firecracker';
+const firecrackerBin = arg('--firecracker-bin') ?? '/usr/local/bin/firecracker';
+const jailerBin = arg('--jailer-bin');
+const engine = {
+  hypervisor,
+  firecracker: {
+    firecrackerBin,
+    ...(jailerBin ? { jailer: { bin: jailerBin, chrootBaseDir: `${storageRoot}/jailer`, uid: 1234, gid: 1234 } } : {}),
+  },
+};
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -32,8 +44,15 @@ function median(values: number[]): number {
 }
 const fmt = (ms: number) => `${ms.toFixed(ms < 10 ? 2 : 0)} ms`;
 
-const backend = new QemuMicrovmBackend({ storageRoot, imagesDir: `${root}/images`, accel: 'auto', transport });
+const backend = new QemuMicrovmBackend({
+  storageRoot,
+  imagesDir: `${root}/images`,
+  accel: 'auto',
+  transport,
+  ...engine,
+});
 const coldBackend = new QemuMicrovmBackend({
+  ...engine,
   storageRoot,
   imagesDir: `${root}/images`,
   accel: 'auto',
@@ -44,6 +63,8 @@ await backend.ping();
 const resolved = await backend.resolveImage(image);
 if (!resolved) throw new Error(`no image ${image} in ${root}/images: run scripts/build-guest-image.sh`);
 const accel = await backend.accelerator(resolved);
+const info = backend.hypervisorInfo();
+console.log(`hypervisor: ${info.hypervisor} (${info.reason}); transport: ${info.transport}`);
 console.log(`accelerator: ${accel.accel} (${accel.reason})`);
 
 let started = performance.now();

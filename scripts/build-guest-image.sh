@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the microVM guest image for the QEMU microvm sandbox backend:
-#   OUTDIR/vmlinuz        the Debian cloud kernel (LZ4 bzImage, copied from /boot)
+# Builds the microVM guest image for the microVM sandbox backend (QEMU microvm and Firecracker):
+#   OUTDIR/vmlinuz        the Debian cloud kernel (LZ4 bzImage, copied from /boot): QEMU boots it
+#   OUTDIR/vmlinux        the same kernel uncompressed (ELF, extracted from vmlinuz): Firecracker boots it
 #   OUTDIR/initramfs.img  busybox + the virtio modules; mounts /dev/vda and switch_roots into it
 #   OUTDIR/rootfs.ext4    Debian bookworm minbase + python3 + nodejs + tini + the Terrarium guest agent
 #   OUTDIR/manifest.json  kernel version, recipe hash, sizes, build times
@@ -75,9 +76,10 @@ RECIPE_HASH=$( (
   echo "$BASE_HASH $KVER"
   sha256sum "$KERNEL" "${BASH_SOURCE[0]}" | cut -d' ' -f1
   find "$AGENT_DIR/dist" -type f -name '*.js' | sort | xargs sha256sum | cut -d' ' -f1
+  sha256sum "$AGENT_DIR/vsock-bridge.py" | cut -d' ' -f1
 ) | sha256sum | cut -c1-16)
 if [ -f "$OUTDIR/manifest.json" ] && grep -q "\"recipeHash\": \"$RECIPE_HASH\"" "$OUTDIR/manifest.json" &&
-  [ -f "$OUTDIR/rootfs.ext4" ] && [ -f "$OUTDIR/initramfs.img" ] && [ -f "$OUTDIR/vmlinuz" ]; then
+  [ -f "$OUTDIR/rootfs.ext4" ] && [ -f "$OUTDIR/initramfs.img" ] && [ -f "$OUTDIR/vmlinuz" ] && [ -f "$OUTDIR/vmlinux" ]; then
   log "guest image up to date (recipe $RECIPE_HASH)"
   exit 0
 fi
@@ -88,11 +90,20 @@ trap 'rm -rf "$WORK"' EXIT
 # ---- stage 3: kernel + initramfs ----
 log "kernel $KVER"
 cp "$KERNEL" "$WORK/vmlinuz"
+# Firecracker boots only an uncompressed ELF kernel: the bzImage's payload is an LZ4 (legacy frame) stream; find its
+# magic (02 21 4c 18) and decompress from there (lz4 stops at the end of the stream; trailing bytes are ignored).
+LZ4_AT=$(LC_ALL=C grep -obUaP '\x02\x21\x4c\x18' "$KERNEL" | head -n 1 | cut -d: -f1 || true)
+if [ -n "$LZ4_AT" ]; then tail -c +$((LZ4_AT + 1)) "$KERNEL" | lz4 -dc >"$WORK/vmlinux" 2>/dev/null || true; fi
+if [ "$(head -c 4 "$WORK/vmlinux" 2>/dev/null | od -An -c | tr -d ' ')" != '177ELF' ]; then
+  echo "build-guest-image: cannot extract an ELF vmlinux from $KERNEL (not an LZ4 bzImage?)" >&2
+  exit 1
+fi
 INIT="$WORK/initramfs"
 mkdir -p "$INIT"/{bin,dev,proc,sys,newroot,lib/modules}
 cp "$(command -v busybox)" "$INIT/bin/busybox"
 for applet in sh mount umount mkdir insmod switch_root sleep cat echo ls grep; do ln -s busybox "$INIT/bin/$applet"; done
-MODULES="virtio_ring virtio virtio_mmio virtio_blk virtio_console failover net_failover virtio_net"
+# vsock: the guest agent's transport under Firecracker (harmless without the device, as under QEMU).
+MODULES="virtio_ring virtio virtio_mmio virtio_blk virtio_console failover net_failover virtio_net vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport"
 for m in $MODULES; do
   f=$(find "/lib/modules/$KVER/kernel" -name "$m.ko*" | head -n 1)
   [ -n "$f" ] || { echo "build-guest-image: module $m not found for $KVER" >&2; exit 1; }
@@ -139,6 +150,7 @@ cp -r "$AGENT_DIR/dist/." "$ROOT/opt/terrarium-agent/"
 mkdir -p "$ROOT/opt/terrarium-agent/bin"
 cp "$(command -v busybox)" "$ROOT/opt/terrarium-agent/bin/busybox"
 echo '{"type":"module"}' >"$ROOT/opt/terrarium-agent/package.json"
+install -m 755 "$AGENT_DIR/vsock-bridge.py" "$ROOT/opt/terrarium-agent/vsock-bridge.py"
 cat >"$ROOT/sbin/terrarium-init" <<INITEOF
 #!/bin/sh
 # PID 1 of a Terrarium microVM: mount the basics, find the agent's virtio-serial port, run the guest agent under tini.
@@ -156,8 +168,11 @@ PORT_NAME=\${TERRARIUM_AGENT_PORT_NAME:-org.terrarium.agent}
 for d in /sys/class/virtio-ports/*; do
   if [ "\$(cat "\$d/name" 2>/dev/null)" = "\$PORT_NAME" ]; then export TERRARIUM_AGENT_DEVICE=/dev/\${d##*/}; fi
 done
+# Firecracker: no virtio-serial port; the host reaches the agent over vsock on the port it put on the command line.
+VSOCK_PORT=\$(sed -n 's/.*terrarium\.vsock_port=\([0-9]*\).*/\1/p' /proc/cmdline)
+if [ -z "\${TERRARIUM_AGENT_DEVICE:-}" ] && [ -n "\$VSOCK_PORT" ]; then export TERRARIUM_AGENT_VSOCK_PORT=\$VSOCK_PORT; fi
 export PORT=\${PORT:-8080}
-echo "terrarium-init: starting the guest agent on \${TERRARIUM_AGENT_DEVICE:-<no port>}" >/dev/console
+echo "terrarium-init: starting the guest agent on \${TERRARIUM_AGENT_DEVICE:-vsock port \${TERRARIUM_AGENT_VSOCK_PORT:-<none>}}" >/dev/console
 exec /usr/bin/tini -s -- /usr/bin/node /opt/terrarium-agent/${AGENT_MAIN#dist/}
 INITEOF
 chmod 755 "$ROOT/sbin/terrarium-init"
@@ -173,6 +188,7 @@ mkfs.ext4 -q -F -m 0 -T default -L terrarium-root -d "$ROOT" "$WORK/rootfs.ext4"
 rm -rf "$ROOT"
 
 mv "$WORK/vmlinuz" "$OUTDIR/vmlinuz"
+mv "$WORK/vmlinux" "$OUTDIR/vmlinux"
 mv "$WORK/initramfs.img" "$OUTDIR/initramfs.img"
 mv "$WORK/rootfs.ext4" "$OUTDIR/rootfs.ext4"
 cat >"$OUTDIR/manifest.json" <<JSON

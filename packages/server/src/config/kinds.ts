@@ -132,11 +132,19 @@ export function secretText(minLength: number): Kind<string> {
 }
 
 /** An absolute URL with one of the given schemes (default http and https). Kept as the string given. */
-export function url(options: { protocols?: readonly string[]; trailingSlash?: boolean } = {}): Kind<string> {
+export function url(
+  options: {
+    protocols?: readonly string[];
+    trailingSlash?: boolean;
+    /** Also accept http:// for loopback hosts (a local provider in tests and development); rules.ts forbids it in production. */
+    loopbackHttp?: boolean;
+  } = {},
+): Kind<string> {
   const protocols = options.protocols ?? ['http', 'https'];
   const schemes = protocols.map((p) => `${p}://`).join(' or ');
-  const expected = `a URL starting with ${schemes}${options.trailingSlash ? ' and ending with /' : ''}`;
-  const type = `URL (${protocols.join(', ')}${options.trailingSlash ? '; trailing /' : ''})`;
+  const loopback = options.loopbackHttp && !protocols.includes('http');
+  const expected = `a URL starting with ${schemes}${loopback ? ' (or http:// on 127.0.0.1, ::1 or localhost)' : ''}${options.trailingSlash ? ' and ending with /' : ''}`;
+  const type = `URL (${protocols.join(', ')}${loopback ? '; http on loopback' : ''}${options.trailingSlash ? '; trailing /' : ''})`;
   return custom(type, expected, (raw) => {
     const value = raw.trim();
     let parsed: URL;
@@ -146,10 +154,17 @@ export function url(options: { protocols?: readonly string[]; trailingSlash?: bo
       return fail('is not a valid URL');
     }
     const scheme = parsed.protocol.replace(/:$/, '');
-    if (!protocols.includes(scheme)) return fail(`uses the scheme '${scheme}'`);
+    if (!protocols.includes(scheme) && !(loopback && scheme === 'http' && isLoopbackHost(parsed.hostname)))
+      return fail(`uses the scheme '${scheme}'`);
     if (options.trailingSlash && !value.endsWith('/')) return fail('does not end with /');
     return ok(value);
   });
+}
+
+/** 127.0.0.1 (any 127/8), ::1 or localhost: traffic that never leaves the machine. */
+export function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);
 }
 
 const HOSTNAME =

@@ -88,6 +88,41 @@ export const CONFIG_RULES: readonly ConfigRule[] = [
     ]),
   },
   {
+    description:
+      'With `NODE_ENV=production`, `ISSUER` and `JWKS_URI` must use https:// (http:// on a loopback host is only for ' +
+      'development and tests).',
+    variables: ['NODE_ENV', 'ISSUER', 'JWKS_URI'],
+    check(context, report) {
+      if (!context.production) return;
+      for (const name of ['ISSUER', 'JWKS_URI'] as const) {
+        const value = context.value(name);
+        if (typeof value === 'string' && !value.startsWith('https://'))
+          report.error(name, 'uses http://, which is allowed only outside production', 'an https:// URL');
+      }
+    },
+  },
+  {
+    description:
+      '`VIVARIA_AUTH0_CLIENT_ID_FOR_AGENT_APPLICATION` and `VIVARIA_AUTH0_CLIENT_SECRET_FOR_AGENT_APPLICATION` are ' +
+      'used only with `USE_AUTH0=true` (by `terrarium login --client-credentials`); otherwise a warning says so.',
+    variables: [
+      'USE_AUTH0',
+      'VIVARIA_AUTH0_CLIENT_ID_FOR_AGENT_APPLICATION',
+      'VIVARIA_AUTH0_CLIENT_SECRET_FOR_AGENT_APPLICATION',
+    ],
+    check(context, report) {
+      if (context.value('USE_AUTH0') === true) return;
+      const set = (
+        ['VIVARIA_AUTH0_CLIENT_ID_FOR_AGENT_APPLICATION', 'VIVARIA_AUTH0_CLIENT_SECRET_FOR_AGENT_APPLICATION'] as const
+      ).filter((name) => context.fromEnv(name));
+      if (set.length > 0)
+        report.warn(
+          `${set.join(' and ')} ${set.length > 1 ? 'are' : 'is'} set but USE_AUTH0 is not true: they are used only ` +
+            'by `terrarium login --client-credentials` against an OpenID Connect provider, so they do nothing here.',
+        );
+    },
+  },
+  {
     description: '`VIVARIA_IS_READ_ONLY=true` requires `ACCESS_TOKEN`.',
     variables: ['VIVARIA_IS_READ_ONLY', 'ACCESS_TOKEN'],
     check: requiredWhen((context) => context.value('VIVARIA_IS_READ_ONLY') === true, 'VIVARIA_IS_READ_ONLY is true', [
@@ -191,6 +226,32 @@ export const CONFIG_RULES: readonly ConfigRule[] = [
   },
   {
     description:
+      'A warm pool (`TERRARIUM_VMM_WARM_POOL_SIZE` > 0) fits the limits: size ≤ `MAX_VMS`, ' +
+      '`TERRARIUM_VMM_WARM_POOL_CPU` ≤ `MAX_CPU`, `TERRARIUM_VMM_WARM_POOL_MEM_MB` ≤ `MAX_MEM_MB`.',
+    variables: [
+      'TERRARIUM_VMM_WARM_POOL_SIZE',
+      'MAX_VMS',
+      'TERRARIUM_VMM_WARM_POOL_CPU',
+      'MAX_CPU',
+      'TERRARIUM_VMM_WARM_POOL_MEM_MB',
+      'MAX_MEM_MB',
+    ],
+    check(context, report) {
+      const size = context.value('TERRARIUM_VMM_WARM_POOL_SIZE')!;
+      if (size === 0) return;
+      const limits = [
+        ['TERRARIUM_VMM_WARM_POOL_SIZE', size, 'MAX_VMS'],
+        ['TERRARIUM_VMM_WARM_POOL_CPU', context.value('TERRARIUM_VMM_WARM_POOL_CPU')!, 'MAX_CPU'],
+        ['TERRARIUM_VMM_WARM_POOL_MEM_MB', context.value('TERRARIUM_VMM_WARM_POOL_MEM_MB')!, 'MAX_MEM_MB'],
+      ] as const;
+      for (const [name, value, limitName] of limits) {
+        const limit = context.value(limitName)!;
+        if (value > limit) report.error(name, `(${value}) is above ${limitName} (${limit})`, `at most ${limit}`);
+      }
+    },
+  },
+  {
+    description:
       'Outside production, PostgreSQL settings without `PGHOST` are ignored (the embedded PGlite database is used; a ' +
       'warning).',
     variables: ['PGHOST', ...PG_CONNECTION_VARIABLES],
@@ -233,6 +294,63 @@ export const CONFIG_RULES: readonly ConfigRule[] = [
         if (context.has(urlName) && !context.has(caName)) {
           report.warn(`${urlName} is set without ${caName}: the cluster's identity cannot be verified.`);
         }
+      }
+    },
+  },
+  // ── microVM engine: Firecracker and the jailer (packages/server/src/sandbox/microvm) ──
+  {
+    description:
+      '`JAILER_BIN` set in the environment requires `FIRECRACKER_BIN` set too (the jailer is told which Firecracker ' +
+      'binary to run), and the two must be different files.',
+    variables: ['JAILER_BIN', 'FIRECRACKER_BIN'],
+    check(context, report) {
+      if (context.fromEnv('JAILER_BIN') && !context.fromEnv('FIRECRACKER_BIN')) {
+        report.error(
+          'FIRECRACKER_BIN',
+          'is not set; it is required because JAILER_BIN is set (the jailer runs FIRECRACKER_BIN)',
+          'the path of the Firecracker binary the jailer runs',
+        );
+      }
+      const jailer = context.value('JAILER_BIN');
+      if (jailer !== undefined && jailer === context.value('FIRECRACKER_BIN')) {
+        report.error(
+          'JAILER_BIN',
+          `is the same file as FIRECRACKER_BIN (${jailer})`,
+          'the jailer binary, not Firecracker',
+        );
+      }
+    },
+  },
+  {
+    description: '`JAILER_UID` and `JAILER_GID` must not be 0: the jailer exists to drop root privileges.',
+    variables: ['JAILER_UID', 'JAILER_GID'],
+    check(context, report) {
+      for (const name of ['JAILER_UID', 'JAILER_GID'] as const) {
+        if (context.value(name) === 0) {
+          report.error(name, 'is 0 (root): a jailed Firecracker would keep root privileges', 'a non-zero id');
+        }
+      }
+    },
+  },
+  {
+    description:
+      '`TERRARIUM_MICROVM_HYPERVISOR=qemu` with `FIRECRACKER_BIN` or `JAILER_*` set in the environment draws a ' +
+      'warning (they are ignored).',
+    variables: [
+      'TERRARIUM_MICROVM_HYPERVISOR',
+      'FIRECRACKER_BIN',
+      'JAILER_BIN',
+      'JAILER_CHROOT_BASE_DIR',
+      'JAILER_UID',
+      'JAILER_GID',
+    ],
+    check(context, report) {
+      if (context.value('TERRARIUM_MICROVM_HYPERVISOR') !== 'qemu') return;
+      const set = (
+        ['FIRECRACKER_BIN', 'JAILER_BIN', 'JAILER_CHROOT_BASE_DIR', 'JAILER_UID', 'JAILER_GID'] as const
+      ).filter((name) => context.fromEnv(name));
+      if (set.length > 0) {
+        report.warn(`TERRARIUM_MICROVM_HYPERVISOR=qemu: ${set.join(', ')} ${set.length === 1 ? 'is' : 'are'} ignored.`);
       }
     },
   },

@@ -296,6 +296,42 @@ const definitions = {
     default: fixed('43200'),
     status: IMPLEMENTED,
   }),
+  TERRARIUM_VMM_WARM_POOL_SIZE: variable(integer(0, 1000), {
+    section: 'Terrarium',
+    description:
+      'Ready VMs the microVM manager keeps booted (a warm pool), of the shape `TERRARIUM_VMM_WARM_POOL_CPU` / ' +
+      '`TERRARIUM_VMM_WARM_POOL_MEM_MB` with the default image. A create asking for exactly that shape, with no ' +
+      'network, disk size, secret env or snapshot, gets one at once; the pool refills in the background (from the ' +
+      'warm template when `ENABLE_SNAPSHOTS` is on and the shapes agree, else by cold boots). Pool VMs count ' +
+      'against `MAX_VMS` and are evicted when a VM the pool cannot serve needs room. 0 turns the pool off.',
+    example: '2',
+    default: fixed('0'),
+    status: IMPLEMENTED,
+  }),
+  TERRARIUM_VMM_WARM_POOL_CPU: variable(integer(1, 1024), {
+    section: 'Terrarium',
+    description: 'vCPUs of the warm-pool VMs (see `TERRARIUM_VMM_WARM_POOL_SIZE`).',
+    example: '1',
+    default: {
+      kind: 'derived',
+      describe: '`SNAPSHOT_TEMPLATE_CPU`',
+      dependsOn: ['SNAPSHOT_TEMPLATE_CPU'],
+      compute: (context) => String(context.value('SNAPSHOT_TEMPLATE_CPU')),
+    },
+    status: IMPLEMENTED,
+  }),
+  TERRARIUM_VMM_WARM_POOL_MEM_MB: variable(integer(128), {
+    section: 'Terrarium',
+    description: 'Memory of the warm-pool VMs, in MiB (see `TERRARIUM_VMM_WARM_POOL_SIZE`).',
+    example: '512',
+    default: {
+      kind: 'derived',
+      describe: '`SNAPSHOT_TEMPLATE_MEM_MB`',
+      dependsOn: ['SNAPSHOT_TEMPLATE_MEM_MB'],
+      compute: (context) => String(context.value('SNAPSHOT_TEMPLATE_MEM_MB')),
+    },
+    status: IMPLEMENTED,
+  }),
   TERRARIUM_VM_BRIDGE: variable(
     text({
       pattern: /^(?!tr[0-9a-f]{12}$)[A-Za-z0-9_.-]{1,15}$/,
@@ -312,6 +348,16 @@ const definitions = {
       status: IMPLEMENTED,
     },
   ),
+  TERRARIUM_MICROVM_HYPERVISOR: variable(oneOf(['auto', 'qemu', 'firecracker']), {
+    section: 'Terrarium',
+    description:
+      'The hypervisor of the microVM engine: `firecracker` (FIRECRACKER_BIN, run through the jailer when JAILER_BIN ' +
+      'is an executable file; needs /dev/kvm), `qemu` (QEMU `-M microvm`, KVM when a probe guest boots under it, ' +
+      'else TCG) or `auto` (Firecracker when FIRECRACKER_BIN is executable and /dev/kvm is usable, else QEMU).',
+    example: 'qemu',
+    default: fixed('auto'),
+    status: IMPLEMENTED,
+  }),
   TERRARIUM_VM_SUBNET: variable(
     text({
       pattern: /^((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\/([89]|[12]\d|30)$/,
@@ -1047,29 +1093,33 @@ const definitions = {
   USE_AUTH0: variable(boolean, {
     section: AUTH,
     description:
-      'Controls whether or not Terrarium will use Auth0 to authenticate users. If Auth0 is disabled, Terrarium ' +
-      "will use static access and ID tokens. Terrarium's default is `false` (Vivaria's is `true`).",
+      'Controls whether or not Terrarium will use Auth0 (or any OpenID Connect provider) to authenticate users. If ' +
+      'it is disabled, Terrarium will use static access and ID tokens. See docs/auth.md. ' +
+      "Terrarium's default is `false` (Vivaria's is `true`).",
     example: 'true',
     default: fixed('false'),
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   VIVARIA_IS_READ_ONLY: variable(boolean, {
     section: AUTH,
     description:
       'If set to `true`, Terrarium will not require any authentication but will also only allow GET requests, ' +
-      'creating a public-access read-only instance of Terrarium. ACCESS_TOKEN must also be configured in this case.',
+      'creating a public-access read-only instance of Terrarium. ACCESS_TOKEN must also be configured in this case. ' +
+      "Every route refuses writes with 403 (except the runs page's SQL query, which runs in the read-only database " +
+      'role), the run queue starts no runs, and the web UI offers no actions.',
     example: 'true',
     default: fixed('false'),
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   VIVARIA_ACCESS_TOKEN_MIN_TTL_MS: variable(integer(0), {
     section: AUTH,
     description:
       'Terrarium will refuse to start runs using access tokens that expire sooner than this time-to-live, in ' +
-      'milliseconds (default: 72 hours).',
+      'milliseconds (default: 72 hours). Applies to OpenID Connect access tokens (USE_AUTH0=true) on requests that ' +
+      'start work: new runs, unkilled runs, forked branches, and started task environments.',
     example: '86400000',
     default: fixed(String(72 * 60 * 60 * 1000)),
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   ID_TOKEN_AUDIENCE: variable(text(), {
     section: AUTH,
@@ -1077,44 +1127,48 @@ const definitions = {
       "If USE_AUTH0 is true: the Client ID from the Settings tab on your Single Page Application's page in the " +
       'Auth0 admin dashboard.',
     example: 'Xb3kTq9ZpL0vN2sR4mW8yC1dF6gH7jK5',
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   ACCESS_TOKEN_AUDIENCE: variable(text(), {
     section: AUTH,
     description: 'If USE_AUTH0 is true: the Identifier on your Auth0 API page in the Auth0 admin dashboard.',
     example: 'https://terrarium.example.com/api',
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
-  ISSUER: variable(url({ protocols: ['https'], trailingSlash: true }), {
+  ISSUER: variable(url({ protocols: ['https'], trailingSlash: true, loopbackHttp: true }), {
     section: AUTH,
     description:
       'If USE_AUTH0 is true: the Domain from the Settings tab on your Auth0 application page in the Auth0 admin ' +
-      'dashboard, converted to an HTTPS URL with a trailing slash.',
+      'dashboard, converted to an HTTPS URL with a trailing slash. Outside production, http:// is accepted for a ' +
+      'loopback host (127.0.0.1, ::1, localhost), for a provider on this machine.',
     example: 'https://test.us.auth0.com/',
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
-  JWKS_URI: variable(url({ protocols: ['https'] }), {
+  JWKS_URI: variable(url({ protocols: ['https'], loopbackHttp: true }), {
     section: AUTH,
-    description: 'If USE_AUTH0 is true: ISSUER plus `.well-known/jwks.json`.',
+    description:
+      "If USE_AUTH0 is true: ISSUER plus `.well-known/jwks.json` (the provider's `jwks_uri`). Outside production, " +
+      'http:// is accepted for a loopback host.',
     example: 'https://test.us.auth0.com/.well-known/jwks.json',
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   VIVARIA_AUTH0_CLIENT_ID_FOR_AGENT_APPLICATION: variable(text(), {
     section: AUTH,
     description:
       "Optional, if USE_AUTH0 is true. The Client ID from the Settings tab on your Machine to Machine application's " +
-      'page in the Auth0 admin dashboard.',
+      'page in the Auth0 admin dashboard. Terrarium agents use run-scoped tokens, so the server does not need it: ' +
+      '`terrarium login --client-credentials` uses it (with the secret) to sign scripts and CI in non-interactively.',
     example: 'Yc4lUr0AqM1wO3tS5nX9zD2eG7hI8kL6',
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   VIVARIA_AUTH0_CLIENT_SECRET_FOR_AGENT_APPLICATION: variable(secretText(1), {
     section: AUTH,
     description:
       "Optional, if USE_AUTH0 is true. The Client Secret from the Settings tab on your Machine to Machine application's " +
-      'page in the Auth0 admin dashboard.',
+      'page in the Auth0 admin dashboard. Used by `terrarium login --client-credentials`, like the client ID.',
     example: 'auth0-client-secret-EXAMPLE',
     secret: true,
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   ID_TOKEN: variable(secretText(16), {
     section: AUTH,
@@ -1253,10 +1307,13 @@ const definitions = {
   }),
   RUNS_PAGE_QUERY_GENERATION_MODEL: variable(text(), {
     section: OTHER,
-    description: 'The model to use for generating queries in the runs page query editor.',
+    description:
+      'The model to use for generating queries in the runs page query editor: the person describes a query in ' +
+      'words, the model (through the middleman, with the schema the read-only role can see) writes the SQL, and ' +
+      'the editor shows it for review before it runs. Unset: the feature is off (unlike Vivaria, no default model, ' +
+      'so no call goes to a provider nobody configured). Off in read-only mode.',
     example: 'claude-3-5-sonnet-20241022',
-    default: fixed('claude-3-5-sonnet-20241022'),
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
 
   // ───────────────────────────── microVM manager ─────────────────────────────
@@ -1300,10 +1357,12 @@ const definitions = {
   }),
   AGENT_VSOCK_PORT: variable(integer(1, 4_294_967_294), {
     section: VMM,
-    description: "Vsock port used to reach the guest agent (the guest agent's own PORT inside the VM).",
+    description:
+      "Vsock port used to reach the guest agent (the guest agent's own PORT inside the VM). Used where the " +
+      'hypervisor offers vsock (Firecracker); under QEMU the guest agent is reached over virtio-serial instead.',
     example: '8080',
     default: fixed('8080'),
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   KERNEL_PATH: variable(filePath(), {
     section: VMM_IMAGES,
@@ -1352,35 +1411,37 @@ const definitions = {
     description: 'The Firecracker binary.',
     example: '/usr/local/bin/firecracker',
     default: fixed('/usr/local/bin/firecracker'),
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   JAILER_BIN: variable(filePath(), {
     section: VMM_JAILER,
-    description: 'The Firecracker jailer binary.',
+    description:
+      'The Firecracker jailer binary. With the Firecracker hypervisor, VMs run jailed (chroot under ' +
+      '`JAILER_CHROOT_BASE_DIR`, uid/gid `JAILER_UID`/`JAILER_GID`) when this is an executable file.',
     example: '/usr/local/bin/jailer',
     default: fixed('/usr/local/bin/jailer'),
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   JAILER_CHROOT_BASE_DIR: variable(filePath({ absolute: true }), {
     section: VMM_JAILER,
     description: 'Base directory of the jailer chroots. Must be an absolute path.',
     example: '/srv/jailer',
     default: underStorageRoot('jailer'),
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   JAILER_UID: variable(integer(0, 4_294_967_294), {
     section: VMM_JAILER,
     description: 'User ID the jailer drops to.',
     example: '1234',
     default: fixed('1234'),
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   JAILER_GID: variable(integer(0, 4_294_967_294), {
     section: VMM_JAILER,
     description: 'Group ID the jailer drops to.',
     example: '1234',
     default: fixed('1234'),
-    status: NOT_YET,
+    status: IMPLEMENTED,
   }),
   ROOTFS_CLONE_MODE: variable(oneOf(['auto', 'reflink', 'copy']), {
     section: 'microVM manager: Rootfs provisioning behavior',

@@ -23,7 +23,7 @@ describe('describeConfig / formatConfigTable', () => {
   it('lists every variable with its value, source and status', () => {
     const dataDir = tempDir();
     const config = loadConfig(
-      { TERRARIUM_DATA_DIR: dataDir, PORT: '5000', ISSUER: 'https://t.example/' },
+      { TERRARIUM_DATA_DIR: dataDir, PORT: '5000', SENTRY_DSN: 'https://t.example/' },
       {
         system: fakeSystem,
       },
@@ -34,7 +34,7 @@ describe('describeConfig / formatConfigTable', () => {
     expect(byName.get('PORT')).toMatchObject({ value: '5000', source: 'env', status: 'implemented' });
     expect(byName.get('MACHINE_NAME')).toMatchObject({ value: 'build-box_01.local', source: 'default' });
     expect(byName.get('PGHOST')).toMatchObject({ value: '', source: 'unset' });
-    expect(byName.get('ISSUER')).toMatchObject({ source: 'env', status: 'not-yet-implemented' });
+    expect(byName.get('SENTRY_DSN')).toMatchObject({ source: 'env', status: 'not-yet-implemented' });
     expect(byName.get('ID_TOKEN')).toMatchObject({ source: 'generated', secret: true });
     expect(byName.get('ID_TOKEN')!.value).toMatch(/^••••.{4}$/);
 
@@ -42,7 +42,7 @@ describe('describeConfig / formatConfigTable', () => {
     expect(table).toMatch(/^ {2}VARIABLE +VALUE +SOURCE +STATUS$/m);
     expect(table).toMatch(/^API and UI$/m);
     expect(table).toMatch(/^ {2}PORT +5000 +env$/m);
-    expect(table).toMatch(/^ {2}ISSUER +https:\/\/t\.example\/ +env +not yet implemented$/m);
+    expect(table).toMatch(/^ {2}SENTRY_DSN +https:\/\/t\.example\/ +env +not yet implemented$/m);
     expect(formatConfigTable(rows, { hideUnset: true })).not.toMatch(/\bPGHOST\b/);
   });
 
@@ -110,14 +110,14 @@ describe('unimplementedVariablesInUse', () => {
     const env = {
       SLACK_TOKEN: 'xoxb-123',
       VIVARIA_MIDDLEMAN_TYPE: 'builtin', // implemented
-      RUNS_PAGE_QUERY_GENERATION_MODEL: 'claude-x',
+      SENTRY_ENVIRONMENT: 'staging',
       PORT: '4002', // implemented
       AGENT_RAM_GB: '8', // implemented
       UI_URL: '', // empty = unset
     };
     const config = loadConfig(env, noDisk);
     const found = unimplementedVariablesInUse(config, env);
-    expect(found.map((v) => v.name).sort()).toEqual(['RUNS_PAGE_QUERY_GENERATION_MODEL', 'SLACK_TOKEN']);
+    expect(found.map((v) => v.name).sort()).toEqual(['SENTRY_ENVIRONMENT', 'SLACK_TOKEN']);
     for (const v of found) {
       expect(v.message).toMatch(new RegExp(`^${v.name} is set: accepted but not yet implemented`));
       expect(v.message).not.toContain('xoxb-123');

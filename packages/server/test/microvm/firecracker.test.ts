@@ -301,3 +301,90 @@ describe('the agent transport over a Firecracker vsock socket', () => {
     client.close();
   });
 });
+
+/**
+ * The vsock transport's failure modes, against a fake Firecracker vsock socket: `behave(n)` decides what the n-th
+ * connection does with its CONNECT line (answer OK, answer something else, close, or stay silent).
+ */
+describe('vsock transport: handshake failures, retries before the request reached the guest, never a re-run', () => {
+  type Behaviour = 'ok' | 'silent' | 'close' | 'failed' | 'ok-then-drop';
+  async function fakeVsock(name: string, behave: (connection: number) => Behaviour) {
+    const socketPath = join(dir, name);
+    const connects: string[] = [];
+    const frames: { connection: number; id: string; op: string }[] = [];
+    let connections = 0;
+    const server = createNetServer((socket) => {
+      const connection = ++connections;
+      const behaviour = behave(connection);
+      let buffered = '';
+      const decoder = new FrameDecoder();
+      let handshaken = false;
+      socket.on('error', () => {});
+      socket.on('data', (chunk: Buffer) => {
+        if (!handshaken) {
+          buffered += chunk.toString();
+          if (!buffered.includes('\n')) return;
+          connects.push(buffered.trim());
+          if (behaviour === 'silent') return;
+          if (behaviour === 'close') return void socket.end();
+          if (behaviour === 'failed') return void socket.end('failed\n');
+          handshaken = true;
+          socket.write('OK 1073741825\n');
+          return;
+        }
+        for (const frame of decoder.push(chunk)) {
+          const header = frame.header as { id: string; op: string };
+          frames.push({ connection, id: header.id, op: header.op });
+          // The request reached the guest; the connection breaks before the answer.
+          if (behaviour === 'ok-then-drop') return void socket.destroy();
+          socket.write(encodeFrame({ kind: 'response', id: header.id, ok: true, result: { connection } }));
+        }
+      });
+    });
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+    return { socketPath, connects, frames };
+  }
+
+  it('times out a CONNECT that gets no answer (VSOCK_TIMEOUT_MS), after the configured attempts', async () => {
+    const fake = await fakeVsock('v-silent.sock', () => 'silent');
+    const client = new AgentClient(fake.socketPath, { retryAttempts: 2, retryDelayMs: 10, timeoutMs: 200 }, 8080);
+    const started = Date.now();
+    await expect(client.request({ op: 'health' })).rejects.toThrow(
+      /cannot connect to the guest agent .*vsock CONNECT 8080: no answer within 200 ms/,
+    );
+    expect(Date.now() - started).toBeGreaterThanOrEqual(400);
+    expect(fake.connects).toEqual(['CONNECT 8080', 'CONNECT 8080']);
+    expect(fake.frames).toEqual([]);
+    client.close();
+  });
+
+  it('reports a refusal ("failed" or a closed connection) and sends nothing', async () => {
+    const failed = await fakeVsock('v-failed.sock', () => 'failed');
+    const client = new AgentClient(failed.socketPath, { retryAttempts: 1, retryDelayMs: 10 }, 8080);
+    await expect(client.request({ op: 'health' })).rejects.toThrow(/vsock CONNECT 8080 refused: "failed"/);
+    expect(failed.frames).toEqual([]);
+    client.close();
+  });
+
+  it('retries while the guest is not listening yet, then sends the request exactly once', async () => {
+    const fake = await fakeVsock('v-late.sock', (n) => (n <= 2 ? 'close' : 'ok'));
+    const client = new AgentClient(fake.socketPath, { retryAttempts: 5, retryDelayMs: 10 }, 8080);
+    const response = await client.request({ op: 'exec', cmd: ['true'] }, { timeoutMs: 5000 });
+    expect((response.header as { result: unknown }).result).toEqual({ connection: 3 });
+    expect(fake.connects).toHaveLength(3);
+    expect(fake.frames.map((f) => [f.connection, f.op])).toEqual([[3, 'exec']]);
+    client.close();
+  });
+
+  it('after the request reached the guest, a reconnection re-sends it with the SAME id (the agent deduplicates)', async () => {
+    const fake = await fakeVsock('v-drop.sock', (n) => (n === 1 ? 'ok-then-drop' : 'ok'));
+    const client = new AgentClient(fake.socketPath, { retryAttempts: 5, retryDelayMs: 10 }, 8080);
+    const response = await client.request({ op: 'exec', cmd: ['true'] }, { timeoutMs: 5000 });
+    expect((response.header as { result: unknown }).result).toEqual({ connection: 2 });
+    expect(fake.frames.map((f) => f.connection)).toEqual([1, 2]);
+    // One request id: the guest agent answers the second copy from its cache (test/microvm/guest-agent.test.ts).
+    expect(new Set(fake.frames.map((f) => f.id)).size).toBe(1);
+    client.close();
+  });
+});

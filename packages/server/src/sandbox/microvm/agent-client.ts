@@ -42,6 +42,9 @@ export const DEFAULT_TRANSPORT: Required<AgentTransportOptions> = {
   maxBinaryResponseBytes: 50_000_000,
 };
 
+/** How the host reaches a guest agent: Firecracker's vsock socket, or QEMU's virtio-serial port (the fallback). */
+export type AgentTransportKind = 'vsock' | 'virtio-serial';
+
 export class AgentTransportError extends Error {
   override name = 'AgentTransportError';
 }
@@ -246,7 +249,8 @@ export class AgentClient {
         let early: Buffer = Buffer.alloc(0);
         if (this.vsockPort !== undefined) {
           try {
-            early = await vsockHandshake(socket, this.vsockPort);
+            // The handshake is answered by Firecracker at once (or the guest refuses): the JSON timeout bounds it.
+            early = await vsockHandshake(socket, this.vsockPort, this.options.timeoutMs);
           } catch (err) {
             reject(err);
             return;

@@ -1,14 +1,16 @@
 /**
- * QemuMicrovmBackend: sandboxes as QEMU `-M microvm` virtual machines.
+ * MicrovmBackend (exported as QemuMicrovmBackend too): sandboxes as microVMs, under QEMU `-M microvm` or
+ * Firecracker, chosen by configuration (TERRARIUM_MICROVM_HYPERVISOR) and driven through one interface
+ * (hypervisor.ts: qemu-hypervisor.ts, firecracker-hypervisor.ts).
  *
  * Each VM gets a directory under STORAGE_ROOT/vms/<id>/ with its own copy of the image's root filesystem,
- * its state (state.json), the serial console log, the QMP socket and the guest agent's virtio-serial socket.
- * Everything inside the VM goes through the guest agent (packages/guest-agent) over that socket.
- * Accelerator: KVM when a probe guest really boots under it, else TCG (see qemu.ts).
+ * its state (state.json; env values sealed, see state-crypto.ts), the serial console log and the hypervisor's
+ * sockets and logs. Everything inside the VM goes through the guest agent (packages/guest-agent), over
+ * virtio-serial (QEMU) or vsock (Firecracker).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+
+import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { closeSync, openSync } from 'node:fs';
 import { access, mkdir, readdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import type {
@@ -24,8 +26,11 @@ import type {
   SandboxSpec,
   SandboxState,
 } from '../types.js';
-import { SandboxBackendUnavailableError, SandboxError, SandboxUnsupportedError } from '../types.js';
+import { SandboxError, SandboxUnsupportedError } from '../types.js';
 import { AgentClient, type AgentTransportOptions, DEFAULT_TRANSPORT } from './agent-client.js';
+import { chooseHypervisorSync, type FirecrackerOptions } from './firecracker.js';
+import { FirecrackerHypervisor } from './firecracker-hypervisor.js';
+import { type Hypervisor, type HypervisorKind, pidAlive, tail } from './hypervisor.js';
 import {
   allocateIpv4,
   type BridgeConfig,
@@ -43,14 +48,11 @@ import {
   cloneRootfs,
   type GuestImage,
   hostTscKhz,
-  probeAccelerator,
-  qemuArgs,
   type RootfsCloneMode,
   sandboxCpuset,
-  shellQuote,
-  type VmLaunch,
 } from './qemu.js';
-import { QmpClient } from './qmp.js';
+import { QemuHypervisor } from './qemu-hypervisor.js';
+import { deriveMemoryKey, openEnv, type SealedEnv, sealEnv } from './state-crypto.js';
 
 export interface QemuMicrovmBackendOptions {
   /** STORAGE_ROOT: per-VM directories (vms/), snapshots (snapshots/) and the accelerator probe cache. */
@@ -92,6 +94,20 @@ export interface QemuMicrovmBackendOptions {
    * space plus this. Default 1024.
    */
   defaultDiskMb?: number;
+  /**
+   * TERRARIUM_MICROVM_HYPERVISOR: `auto` (default) = Firecracker when `firecracker.firecrackerBin` is executable
+   * and /dev/kvm is usable, else QEMU. `firecracker` without a usable Firecracker fails at construction.
+   */
+  hypervisor?: 'auto' | HypervisorKind;
+  /** FIRECRACKER_BIN and the jailer (JAILER_*; jailed when given). Unset: Firecracker is never chosen. */
+  firecracker?: FirecrackerOptions;
+  /** AGENT_VSOCK_PORT (Firecracker's guests). Default 8080. */
+  agentVsockPort?: number;
+  /**
+   * The key that seals VM env values (secret env vars) in state.json (32 bytes; state-crypto.ts deriveStateKey).
+   * Unset: a random key shared by this process's backends — a VM's env then cannot be read after a restart.
+   */
+  stateKey?: Buffer;
 }
 
 /**
@@ -109,7 +125,10 @@ interface VmState {
   name: string;
   image: string;
   labels: Record<string, string>;
+  /** In memory only: on disk it is `envSealed` (older state files may hold `env` in clear; resealed on save). */
   env: Record<string, string>;
+  /** Why `env` could not be read (the state was sealed with another key). */
+  envError?: string;
   resources: SandboxResources;
   cpus: number;
   memoryMb: number;
@@ -138,9 +157,28 @@ export interface MicrovmSnapshot {
   nic?: boolean;
   /** Size of the disk image in the snapshot (bytes). */
   diskBytes?: number;
+  /** The hypervisor whose format the memory + device state is in (absent: qemu). */
+  hypervisor?: HypervisorKind;
+}
+
+/** What `/v1/health` and inspect hooks report about the engine's hypervisor (MicrovmBackend.hypervisorInfo). */
+export interface HypervisorInfo {
+  hypervisor: HypervisorKind;
+  /** Why it was chosen (configured, or what `auto` found). */
+  reason: string;
+  /** How the host reaches the guest agent: vsock (Firecracker) or virtio-serial (QEMU; vsock's fallback). */
+  transport: 'vsock' | 'virtio-serial';
+  vsock: boolean;
+  /** AGENT_VSOCK_PORT when the transport is vsock. */
+  vsockPort?: number;
+  jailed: boolean;
+  /** Snapshots hold the disk, the memory and the device state under both hypervisors. */
+  snapshotContents: 'disk+memory+devices';
 }
 
 const MiB = 1024 * 1024;
+/** The state key of backends given none: one per process, so every backend instance of a process agrees. */
+const PROCESS_STATE_KEY = randomBytes(32);
 /** Bump when the VM's machine layout (QEMU devices, vCPU layout, kernel command line) changes. */
 const TEMPLATE_LAYOUT = 'l2';
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -186,33 +224,55 @@ async function imageUsedBytes(rootfs: string): Promise<number> {
   return pending;
 }
 
-function pidAlive(pid: number, marker: string): Promise<boolean> {
-  return readFile(`/proc/${pid}/cmdline`, 'utf8').then(
-    (cmdline) => cmdline.includes(marker),
-    () => false,
-  );
-}
-
-export class QemuMicrovmBackend implements SandboxBackend {
+export class MicrovmBackend implements SandboxBackend {
   readonly name = 'microvm';
   private readonly storageRoot: string;
   private readonly imagesDir: string;
-  private readonly qemuBinary: string;
   private readonly transport: Required<AgentTransportOptions>;
   private readonly clients = new Map<string, AgentClient>();
-  private readonly children = new Map<string, ChildProcess>();
   private readonly locks = new Map<string, Promise<unknown>>();
-  private accel: Promise<{ accel: Accelerator; reason: string }> | undefined;
   /** The bridge VMs with a network are plumbed into (undefined: no networking configured). */
   readonly bridge: BridgeNetwork | undefined;
   private tscKhz: Promise<number | undefined> | undefined;
+  /** The hypervisor every VM of this backend runs under (chosen once, at construction). */
+  readonly hypervisor: Hypervisor;
+  private readonly hypervisorReason: string;
+  private readonly stateKey: Buffer;
 
   constructor(private readonly options: QemuMicrovmBackendOptions) {
     this.storageRoot = options.storageRoot;
     this.imagesDir = options.imagesDir ?? join(options.storageRoot, 'images');
-    this.qemuBinary = options.qemuBinary ?? 'qemu-system-x86_64';
     this.transport = { ...DEFAULT_TRANSPORT, ...options.transport };
     this.bridge = options.bridge ? new BridgeNetwork(options.bridge) : undefined;
+    this.stateKey = options.stateKey ?? PROCESS_STATE_KEY;
+    if (this.stateKey.length !== 32) throw new SandboxError('stateKey must be 32 bytes (deriveStateKey)');
+    const choice = chooseHypervisorSync(options.hypervisor ?? 'auto', options.firecracker);
+    this.hypervisorReason = choice.reason;
+    this.hypervisor =
+      choice.hypervisor === 'firecracker' && options.firecracker
+        ? new FirecrackerHypervisor({ ...options.firecracker, agentVsockPort: options.agentVsockPort ?? 8080 })
+        : new QemuHypervisor({
+            qemuBinary: options.qemuBinary,
+            accel: options.accel,
+            kvmProbeTimeoutMs: options.kvmProbeTimeoutMs,
+            probeCacheFile: join(options.storageRoot, 'accel-probe.json'),
+            extraArgs: options.extraQemuArgs,
+            memoryKey: deriveMemoryKey(this.stateKey),
+          });
+  }
+
+  /** The hypervisor in use, why, and how the guest agent is reached (for /v1/health and inspect). */
+  hypervisorInfo(): HypervisorInfo {
+    const vsock = this.hypervisor.kind === 'firecracker';
+    return {
+      hypervisor: this.hypervisor.kind,
+      reason: this.hypervisorReason,
+      transport: vsock ? 'vsock' : 'virtio-serial',
+      vsock,
+      ...(vsock ? { vsockPort: this.options.agentVsockPort ?? 8080 } : {}),
+      jailed: vsock && this.options.firecracker?.jailer !== undefined,
+      snapshotContents: this.hypervisor.snapshotContents,
+    };
   }
 
   private get vmsDir() {
@@ -224,26 +284,13 @@ export class QemuMicrovmBackend implements SandboxBackend {
   }
 
   async ping(): Promise<void> {
-    const version = await run(this.qemuBinary, ['--version']).catch(() => undefined);
-    if (version?.code !== 0) {
-      throw new SandboxBackendUnavailableError(
-        `${this.qemuBinary} is not installed: run scripts/ensure-microvm-tools.sh (apt-get install qemu-system-x86)`,
-      );
-    }
+    await this.hypervisor.ping();
     await mkdir(this.vmsDir, { recursive: true });
   }
 
-  /** The accelerator VMs use (probed once per kernel; the result is cached under STORAGE_ROOT). */
+  /** The accelerator VMs use (QEMU: probed once per kernel, cached under STORAGE_ROOT; Firecracker: KVM). */
   accelerator(image: GuestImage): Promise<{ accel: Accelerator; reason: string }> {
-    const wanted = this.options.accel ?? 'auto';
-    if (wanted !== 'auto') return Promise.resolve({ accel: wanted, reason: 'configured' });
-    this.accel ??= probeAccelerator({
-      qemuBinary: this.qemuBinary,
-      image,
-      cacheFile: join(this.storageRoot, 'accel-probe.json'),
-      timeoutMs: this.options.kvmProbeTimeoutMs ?? 8000,
-    });
-    return this.accel;
+    return this.hypervisor.accelerator(image);
   }
 
   async resolveImage(name: string): Promise<GuestImage | undefined> {
@@ -258,10 +305,17 @@ export class QemuMicrovmBackend implements SandboxBackend {
     };
     try {
       await Promise.all([access(image.kernel), access(image.initramfs), access(image.rootfs)]);
-      return image;
     } catch {
       return undefined;
     }
+    // Firecracker boots an uncompressed ELF kernel (build-guest-image.sh extracts it from vmlinuz).
+    const vmlinux = join(dir, 'vmlinux');
+    return (await access(vmlinux).then(
+      () => true,
+      () => false,
+    ))
+      ? { ...image, vmlinux }
+      : image;
   }
 
   async imageExists(image: string): Promise<boolean> {
@@ -301,7 +355,8 @@ export class QemuMicrovmBackend implements SandboxBackend {
     }
     const nic = spec.network.kind !== 'none' || spec.vmNetwork !== undefined;
 
-    if (this.options.templates !== false) {
+    // Firecracker NICs are taps on the bridge: a template cannot have an isolated one, so networked VMs boot.
+    if (this.options.templates !== false && !(nic && this.hypervisor.kind === 'firecracker')) {
       // Two templates per shape at most: one with the default disk (most VMs: no resize at all), and one with the
       // bare image's disk for smaller disks; larger and smaller disks grow online from those after the restore.
       const defaultDisk = await this.diskSize(image, undefined);
@@ -450,7 +505,8 @@ export class QemuMicrovmBackend implements SandboxBackend {
     // The key covers everything the restored machine must match: image recipe, accelerator, vCPUs, memory,
     // and the layout version of the VM (TEMPLATE_LAYOUT) for changes of the QEMU command line.
     const { accel } = await this.accelerator(resolved);
-    const dir = join(this.storageRoot, 'templates', `${key}-${accel}-${recipe}-${TEMPLATE_LAYOUT}`);
+    const hv = this.hypervisor.kind === 'qemu' ? '' : `-${this.hypervisor.kind}`;
+    const dir = join(this.storageRoot, 'templates', `${key}-${accel}-${recipe}-${TEMPLATE_LAYOUT}${hv}`);
     try {
       return JSON.parse(await readFile(join(dir, 'snapshot.json'), 'utf8')) as MicrovmSnapshot;
     } catch {
@@ -517,6 +573,11 @@ export class QemuMicrovmBackend implements SandboxBackend {
     spec: Omit<MicrovmSandboxSpec, 'image' | 'network'> & { network?: NetworkPolicy } = {},
   ): Promise<MicrovmSandbox> {
     const policy: NetworkPolicy = spec.network ?? { kind: 'none' };
+    if ((snapshot.hypervisor ?? 'qemu') !== this.hypervisor.kind) {
+      throw new SandboxUnsupportedError(
+        `snapshot ${snapshot.id} was taken under ${snapshot.hypervisor ?? 'qemu'}: this engine runs ${this.hypervisor.kind}`,
+      );
+    }
     const wantsNetwork = policy.kind !== 'none' || spec.vmNetwork !== undefined;
     this.checkPolicy(policy, spec.vmNetwork);
     if (wantsNetwork && !snapshot.nic) {
@@ -589,24 +650,51 @@ export class QemuMicrovmBackend implements SandboxBackend {
 
   async loadState(id: string): Promise<VmState | undefined> {
     if (!/^[0-9a-f]{12}$/.test(id)) return undefined;
+    let stored: VmState & { envSealed?: SealedEnv };
     try {
-      return JSON.parse(await readFile(join(this.vmDir(id), 'state.json'), 'utf8')) as VmState;
+      stored = JSON.parse(await readFile(join(this.vmDir(id), 'state.json'), 'utf8')) as typeof stored;
     } catch {
       return undefined;
     }
+    const { envSealed, ...state } = stored;
+    if (envSealed) {
+      try {
+        state.env = openEnv(this.stateKey, id, envSealed);
+      } catch (err) {
+        state.env = {};
+        state.envError = (err as Error).message;
+      }
+    }
+    state.env ??= {};
+    return state;
   }
 
   private async saveState(state: VmState): Promise<void> {
     const path = join(this.vmDir(state.id), 'state.json');
-    await writeFile(`${path}.tmp`, JSON.stringify(state, null, 2));
+    const { env, envError, ...rest } = state;
+    // The env (secret values) only ever reaches the disk sealed; an env that could not be opened is not
+    // overwritten with an empty one (the right key may come back).
+    let envSealed: SealedEnv | undefined;
+    if (envError) {
+      const previous = JSON.parse(await readFile(path, 'utf8').catch(() => '{}')) as { envSealed?: SealedEnv };
+      envSealed = previous.envSealed;
+    } else if (Object.keys(env).length > 0) {
+      envSealed = sealEnv(this.stateKey, state.id, env);
+    }
+    await writeFile(`${path}.tmp`, JSON.stringify({ ...rest, ...(envSealed ? { envSealed } : {}) }, null, 2), {
+      mode: 0o600,
+    });
     await rename(`${path}.tmp`, path);
   }
 
-  async qemuPid(id: string): Promise<number | undefined> {
-    const text = await readFile(join(this.vmDir(id), 'qemu.pid'), 'utf8').catch(() => '');
-    const pid = Number(text.trim());
-    if (!pid) return undefined;
-    return (await pidAlive(pid, this.vmDir(id))) ? pid : undefined;
+  /** The pid of the VM's hypervisor process while it runs. */
+  vmPid(id: string): Promise<number | undefined> {
+    return this.hypervisor.pid(id, this.vmDir(id));
+  }
+
+  /** @deprecated the name from the QEMU-only engine: vmPid. */
+  qemuPid(id: string): Promise<number | undefined> {
+    return this.vmPid(id);
   }
 
   async inspectVm(id: string): Promise<SandboxInfo> {
@@ -614,7 +702,7 @@ export class QemuMicrovmBackend implements SandboxBackend {
     if (!state) {
       return { id, name: '', state: 'missing', labels: {}, createdAt: new Date(0) };
     }
-    const running: SandboxState = (await this.qemuPid(id)) !== undefined ? 'running' : 'stopped';
+    const running: SandboxState = (await this.vmPid(id)) !== undefined ? 'running' : 'stopped';
     return {
       id,
       name: state.name,
@@ -642,97 +730,59 @@ export class QemuMicrovmBackend implements SandboxBackend {
     if (!image) throw new SandboxError(`the image "${state.image}" of VM ${state.id} no longer exists`);
     const { accel } = await this.accelerator(image);
     this.tscKhz ??= hostTscKhz();
-    const launch: VmLaunch = {
-      accel,
+    const rootfs = join(dir, 'rootfs.ext4');
+    const restoreFrom = state.restoreFrom;
+    // The tap and its rules exist before the hypervisor opens the tap (re-applied on every start: idempotent).
+    if (state.network) {
+      if (!this.bridge) throw new SandboxError(`VM ${state.id} is on a bridge but the backend has none configured`);
+      await this.bridge.attach(state.id, state.network);
+    }
+    // Disk size. Cold boot: grow the (clean, unmounted) copy on the host before the VM starts: resize2fs at
+    // native speed. A restored guest has the disk mounted: it learns of the new size from the hypervisor and
+    // grows the file system itself (below). A disk already as large as asked for needs nothing.
+    const rootfsSize = (await stat(rootfs)).size;
+    if (state.diskBytes && !state.diskGrown && rootfsSize >= state.diskBytes) state.diskGrown = true;
+    if (!restoreFrom && state.diskBytes && !state.diskGrown) {
+      await truncate(rootfs, state.diskBytes);
+      const resized = await run('resize2fs', [rootfs, `${Math.floor(state.diskBytes / 1024)}K`]);
+      // Not clean (e.g. a disk that was mounted): leave it to the online grow after boot.
+      if (resized.code === 0) state.diskGrown = true;
+    }
+    await this.saveState(state);
+    const vm = await this.hypervisor.launch({
+      id: state.id,
+      dir,
       image,
+      accel,
       cpus: state.cpus,
       memoryMb: state.memoryMb,
-      rootfs: join(dir, 'rootfs.ext4'),
-      agentSocket: join(dir, 'agent.sock'),
-      qmpSocket: join(dir, 'qmp.sock'),
-      consoleLog: join(dir, 'console.log'),
-      pidFile: join(dir, 'qemu.pid'),
-      incomingFile: state.restoreFrom ? join(state.restoreFrom, 'memory.bin') : undefined,
+      rootfs,
       tscKhz: await this.tscKhz,
+      restoreFrom,
       nic: state.network
         ? { kind: 'tap', tap: state.network.tap, mac: state.network.mac }
         : state.nic
           ? { kind: 'isolated', mac: '02:74:00:00:00:01' }
           : undefined,
-    };
-    for (const file of [launch.agentSocket, launch.qmpSocket, launch.pidFile]) await rm(file, { force: true });
-    // The tap and its rules exist before QEMU opens the tap (re-applied on every start: idempotent).
-    if (state.network) {
-      if (!this.bridge) throw new SandboxError(`VM ${state.id} is on a bridge but the backend has none configured`);
-      await this.bridge.attach(state.id, state.network);
-    }
-    // Disk size. Cold boot: grow the (clean, unmounted) copy on the host before QEMU starts: resize2fs at
-    // native speed. A restored guest has the disk mounted: it learns of the new size through block_resize and
-    // grows the file system itself (below). A disk already as large as asked for needs nothing.
-    const rootfsSize = (await stat(launch.rootfs)).size;
-    if (state.diskBytes && !state.diskGrown && rootfsSize >= state.diskBytes) state.diskGrown = true;
-    if (!launch.incomingFile && state.diskBytes && !state.diskGrown) {
-      await truncate(launch.rootfs, state.diskBytes);
-      const resized = await run('resize2fs', [launch.rootfs, `${Math.floor(state.diskBytes / 1024)}K`]);
-      // Not clean (e.g. a disk that was mounted): leave it to the online grow after boot.
-      if (resized.code === 0) state.diskGrown = true;
-    }
-    await this.saveState(state);
-    const log = openSync(join(dir, 'qemu.log'), 'a');
-    const child = spawn(this.qemuBinary, [...qemuArgs(launch), ...(this.options.extraQemuArgs ?? [])], {
-      detached: true,
-      stdio: ['ignore', log, log],
     });
-    closeSync(log);
-    child.unref();
-    this.children.set(state.id, child);
-    let exited = false;
-    child.on('exit', () => {
-      exited = true;
-      if (this.children.get(state.id) === child) this.children.delete(state.id);
-    });
-    // QEMU creates its sockets at start-up (the agent's and the QMP one, in that order).
-    const exists = (path: string) =>
-      access(path).then(
-        () => true,
-        () => false,
-      );
-    for (let i = 0; i < 400 && !exited; i++) {
-      if ((await exists(launch.agentSocket)) && (await exists(launch.qmpSocket))) break;
-      await sleep(25);
-    }
-    const qemuLog = async () => (await readFile(join(dir, 'qemu.log'), 'utf8').catch(() => '')).trim().slice(-2000);
-    if (exited) throw new SandboxError(`QEMU exited at start-up: ${await qemuLog()}`);
-    if (launch.incomingFile) {
-      const qmp = await QmpClient.connect(launch.qmpSocket);
-      try {
-        for (let i = 0; ; i++) {
-          const status = (await qmp.execute('query-status')) as { status: string };
-          if (status.status === 'paused' || status.status === 'postmigrate') break;
-          if (status.status === 'running') break;
-          if (i > 2000) throw new SandboxError(`restore did not finish: ${status.status}`);
-          await sleep(5);
-        }
-        await qmp.execute('cont');
-      } finally {
-        qmp.close();
-      }
-      const suspended = state.restoreFrom === join(dir, 'suspend');
+    if (restoreFrom) {
+      const suspended = restoreFrom === join(dir, 'suspend');
       if (suspended) await rm(join(dir, 'suspend'), { recursive: true, force: true });
       state.restoreFrom = undefined;
       await this.saveState(state);
     }
     const client = this.client(state.id);
     try {
-      await client.waitHealthy(this.transport.healthTimeoutMs, () => !exited);
+      await client.waitHealthy(this.transport.healthTimeoutMs, () => vm.alive());
     } catch (err) {
-      const consoleTail = (await readFile(launch.consoleLog, 'utf8').catch(() => '')).slice(-2000);
+      const consoleTail = await tail(join(dir, 'console.log'));
+      const hypervisorLog = await this.hypervisor.log(state.id, dir);
       await this.killVm(state.id);
       throw new SandboxError(
-        `VM ${state.id} did not come up: ${(err as Error).message}\n${await qemuLog()}\n${consoleTail}`,
+        `VM ${state.id} did not come up: ${(err as Error).message}\n${hypervisorLog}\n${consoleTail}`,
       );
     }
-    if (launch.incomingFile) {
+    if (restoreFrom) {
       // The restored guest's clock stands where it was at the snapshot.
       await client.request(
         { op: 'clock', epochMs: Date.now(), entropy: randomBytes(64).toString('hex') },
@@ -740,13 +790,8 @@ export class QemuMicrovmBackend implements SandboxBackend {
       );
     }
     if (state.diskBytes && !state.diskGrown) {
-      if (launch.incomingFile && rootfsSize < state.diskBytes) {
-        const qmp = await QmpClient.connect(launch.qmpSocket);
-        try {
-          await qmp.execute('block_resize', { device: 'root', size: state.diskBytes });
-        } finally {
-          qmp.close();
-        }
+      if (restoreFrom && rootfsSize < state.diskBytes) {
+        await this.hypervisor.diskGrew(state.id, dir, state.diskBytes);
       }
       await client.request({ op: 'growDisk', minBytes: state.diskBytes }, { timeoutMs: this.transport.timeoutMs * 4 });
       state.diskGrown = true;
@@ -774,7 +819,8 @@ export class QemuMicrovmBackend implements SandboxBackend {
   client(id: string): AgentClient {
     let client = this.clients.get(id);
     if (!client) {
-      client = new AgentClient(join(this.vmDir(id), 'agent.sock'), this.transport);
+      const endpoint = this.hypervisor.agentEndpoint(id, this.vmDir(id));
+      client = new AgentClient(endpoint.socketPath, this.transport, endpoint.vsockPort);
       this.clients.set(id, client);
     }
     return client;
@@ -786,7 +832,7 @@ export class QemuMicrovmBackend implements SandboxBackend {
   }
 
   async requireRunning(id: string): Promise<AgentClient> {
-    if ((await this.qemuPid(id)) === undefined) {
+    if ((await this.vmPid(id)) === undefined) {
       const state = await this.loadState(id);
       throw new SandboxError(state ? `sandbox ${id} is stopped` : `sandbox ${id} does not exist`);
     }
@@ -796,7 +842,7 @@ export class QemuMicrovmBackend implements SandboxBackend {
   async startVm(id: string): Promise<void> {
     const state = await this.loadState(id);
     if (!state) throw new SandboxError(`sandbox ${id} does not exist`);
-    if ((await this.qemuPid(id)) !== undefined) return;
+    if ((await this.vmPid(id)) !== undefined) return;
     this.dropClient(id);
     try {
       await this.boot(state);
@@ -813,51 +859,48 @@ export class QemuMicrovmBackend implements SandboxBackend {
   }
 
   /**
-   * Stops a VM. The VM is suspended to disk (pause, migrate its memory and device state to a file in its
-   * directory), so the next start is a restore (~0.2 s) rather than a boot; when that fails it is synced and
-   * shut down, and the next start boots it again.
+   * Stops a VM. The VM is suspended to disk (pause, write its memory and device state to a directory in its
+   * storage directory), so the next start is a restore (~0.2 s under QEMU) rather than a boot; when that fails
+   * it is shut down (QEMU: quit after a sync; Firecracker: SendCtrlAltDel), killed after the timeout, and the
+   * next start boots it again.
    */
   async stopVm(id: string, timeoutSeconds = 10): Promise<void> {
-    const pid = await this.qemuPid(id);
+    const pid = await this.vmPid(id);
     if (pid === undefined) return;
+    const dir = this.vmDir(id);
     const state = await this.loadState(id);
     // Flush the guest's page cache to the disk image (the ext4 journal covers the rest).
     await this.client(id)
       .request({ op: 'sync' }, { timeoutMs: timeoutSeconds * 1000 })
       .catch(() => {});
     this.dropClient(id);
-    const suspendDir = join(this.vmDir(id), 'suspend');
-    try {
-      const qmp = await QmpClient.connect(join(this.vmDir(id), 'qmp.sock'), 2000);
+    const suspendDir = join(dir, 'suspend');
+    let saved = false;
+    if (state) {
       try {
-        if (state) {
-          try {
-            await rm(suspendDir, { recursive: true, force: true });
-            await mkdir(suspendDir);
-            await qmp.execute('stop');
-            await qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(join(suspendDir, 'memory.bin'))}` });
-            await qmp.waitForMigration(Math.max(timeoutSeconds * 1000, 30_000));
-            state.restoreFrom = suspendDir;
-            await this.saveState(state);
-          } catch {
-            await rm(suspendDir, { recursive: true, force: true });
-            await qmp.execute('cont').catch(() => {});
-          }
-        }
-        await qmp.execute('quit').catch(() => {});
-      } finally {
-        qmp.close();
+        await rm(suspendDir, { recursive: true, force: true });
+        await mkdir(suspendDir);
+        await this.hypervisor.saveMemory(id, dir, suspendDir, {
+          timeoutMs: Math.max(timeoutSeconds * 1000, 30_000),
+          encrypt: true,
+        });
+        state.restoreFrom = suspendDir;
+        await this.saveState(state);
+        saved = true;
+      } catch {
+        await rm(suspendDir, { recursive: true, force: true });
+        await this.hypervisor.resume(id, dir).catch(() => {});
       }
-    } catch {
-      // fall through to the kill below
     }
+    await this.hypervisor.requestExit(id, dir, !saved).catch(() => {});
     await this.waitForExit(id, pid, timeoutSeconds * 1000);
   }
 
   private async waitForExit(id: string, pid: number, timeoutMs: number): Promise<void> {
+    const marker = this.hypervisor.processMarker(id, this.vmDir(id));
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
-      if (!(await pidAlive(pid, this.vmDir(id)))) return;
+      if (!(await pidAlive(pid, marker))) return;
       await sleep(20);
     }
     try {
@@ -865,12 +908,12 @@ export class QemuMicrovmBackend implements SandboxBackend {
     } catch {
       // gone
     }
-    for (let i = 0; i < 100 && (await pidAlive(pid, this.vmDir(id))); i++) await sleep(20);
+    for (let i = 0; i < 100 && (await pidAlive(pid, marker)); i++) await sleep(20);
   }
 
   private async killVm(id: string): Promise<void> {
     this.dropClient(id);
-    const pid = await this.qemuPid(id);
+    const pid = await this.vmPid(id);
     if (pid !== undefined) {
       try {
         process.kill(pid, 'SIGKILL');
@@ -886,6 +929,7 @@ export class QemuMicrovmBackend implements SandboxBackend {
     await this.killVm(id);
     // The tap and rules go whether or not the state says so (a crash may have left them half made).
     await this.bridge?.detach(id);
+    await this.hypervisor.cleanup(id);
     await rm(this.vmDir(id), { recursive: true, force: true });
   }
 
@@ -916,6 +960,12 @@ export class QemuMicrovmBackend implements SandboxBackend {
       await this.withLock(id, () => this.destroyVm(id));
       vms.push(id);
     }
+    // Jails of VMs whose storage directory is gone already (Firecracker with the jailer).
+    for (const id of await this.hypervisor.leftovers()) {
+      if (skip(id) || vms.includes(id)) continue;
+      await this.withLock(id, () => this.destroyVm(id));
+      vms.push(id);
+    }
     const network: string[] = [];
     for (const id of (await this.bridge?.listPlumbedVmIds()) ?? []) {
       if (skip(id)) continue;
@@ -934,7 +984,7 @@ export class QemuMicrovmBackend implements SandboxBackend {
     options: { resume?: boolean; dir?: string; template?: boolean } = {},
   ): Promise<MicrovmSnapshot> {
     const state = await this.loadState(id);
-    if (!state || (await this.qemuPid(id)) === undefined) throw new SandboxError(`sandbox ${id} is not running`);
+    if (!state || (await this.vmPid(id)) === undefined) throw new SandboxError(`sandbox ${id} is not running`);
     const started = Date.now();
     const snapshotId = `${id}-${Date.now().toString(36)}-${randomUUID().slice(0, 4)}`;
     const finalDir = options.dir ?? join(this.storageRoot, 'snapshots', snapshotId);
@@ -944,19 +994,18 @@ export class QemuMicrovmBackend implements SandboxBackend {
     await this.client(id)
       .request({ op: 'sync' }, { timeoutMs: this.transport.timeoutMs })
       .catch(() => {});
-    const qmp = await QmpClient.connect(join(this.vmDir(id), 'qmp.sock'));
+    // Paused while the memory is written and the disk copied, so the two match.
+    // Templates hold no secrets (made before any VM has an env) and are shared by every process of the server,
+    // whatever its key: written in clear. Suspends and user snapshots are encrypted (QEMU).
+    await this.hypervisor.saveMemory(id, this.vmDir(id), dir, { timeoutMs: 120_000, encrypt: !options.template });
     try {
-      await qmp.execute('stop');
-      await qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(join(dir, 'memory.bin'))}` });
-      await qmp.waitForMigration();
       await cloneRootfs(
         join(this.vmDir(id), 'rootfs.ext4'),
         join(dir, 'rootfs.ext4'),
         this.options.rootfsCloneMode ?? 'auto',
       );
-      if (options.resume !== false) await qmp.execute('cont');
     } finally {
-      qmp.close();
+      if (options.resume !== false) await this.hypervisor.resume(id, this.vmDir(id));
     }
     const snapshot: MicrovmSnapshot = {
       id: snapshotId,
@@ -969,6 +1018,7 @@ export class QemuMicrovmBackend implements SandboxBackend {
       nic: state.nic === true || state.network !== undefined,
       // A template's disk is the bare image: VMs restored from it are grown to their own size.
       diskBytes: options.template ? undefined : (await stat(join(dir, 'rootfs.ext4'))).size,
+      hypervisor: this.hypervisor.kind,
     };
     await writeFile(join(dir, 'snapshot.json'), JSON.stringify(snapshot, null, 2));
     await rm(finalDir, { recursive: true, force: true });
@@ -980,8 +1030,11 @@ export class QemuMicrovmBackend implements SandboxBackend {
     await rm(snapshot.dir, { recursive: true, force: true });
   }
 
+  /** The VM's env (secret values: sealed at rest, see state-crypto.ts). */
   async vmEnv(id: string): Promise<Record<string, string>> {
-    return (await this.loadState(id))?.env ?? {};
+    const state = await this.loadState(id);
+    if (state?.envError) throw new SandboxError(state.envError);
+    return state?.env ?? {};
   }
 
   get transportOptions(): Required<AgentTransportOptions> {
@@ -989,11 +1042,15 @@ export class QemuMicrovmBackend implements SandboxBackend {
   }
 }
 
+/** The engine's name from when QEMU was its only hypervisor; existing callers keep compiling. */
+export const QemuMicrovmBackend = MicrovmBackend;
+export type QemuMicrovmBackend = MicrovmBackend;
+
 export class MicrovmSandbox implements Sandbox {
   readonly backend = 'microvm';
 
   constructor(
-    private readonly owner: QemuMicrovmBackend,
+    private readonly owner: MicrovmBackend,
     readonly id: string,
     readonly name: string,
   ) {}
@@ -1104,7 +1161,7 @@ export class MicrovmSandbox implements Sandbox {
     return this.owner.withLock(this.id, () => this.owner.destroyVm(this.id));
   }
 
-  /** Snapshot this VM (memory + disk); see QemuMicrovmBackend.restore. */
+  /** Snapshot this VM (memory + device state + disk); see MicrovmBackend.restore. */
   snapshot(options: { resume?: boolean } = {}): Promise<MicrovmSnapshot> {
     return this.owner.withLock(this.id, () => this.owner.snapshotVm(this.id, options));
   }

@@ -7,10 +7,10 @@
  * NOT RUN AGAINST A REAL FIRECRACKER HERE: Firecracker is not packaged in Debian and could not be downloaded on the
  * machine this was written on. The requests are unit-tested against a fake API socket server
  * (test/microvm/firecracker.test.ts), following https://github.com/firecracker-microvm/firecracker
- * (src/firecracker/swagger/firecracker.yaml). QemuMicrovmBackend does not use this driver yet; see docs/microvm.md.
+ * (src/firecracker/swagger/firecracker.yaml). The engine drives it through firecracker-hypervisor.ts.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { constants } from 'node:fs';
+import { accessSync, constants, statSync } from 'node:fs';
 import { access, chown, copyFile, link, mkdir, rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import { basename, isAbsolute, join } from 'node:path';
@@ -40,6 +40,8 @@ export interface FirecrackerMachine {
   vsock?: { cid: number; udsPath: string };
   /** Firecracker's own log file. */
   logPath?: string;
+  /** Firecracker's metrics file (JSON lines, flushed every 60 s). */
+  metricsPath?: string;
 }
 
 const faultSchema = z.object({ fault_message: z.string() });
@@ -111,6 +113,7 @@ export class FirecrackerApi {
     if (machine.logPath) {
       await this.call('PUT', '/logger', { log_path: machine.logPath, level: 'Warning', show_level: true });
     }
+    if (machine.metricsPath) await this.call('PUT', '/metrics', { metrics_path: machine.metricsPath });
     await this.call('PUT', '/machine-config', {
       vcpu_count: machine.vcpus,
       mem_size_mib: machine.memoryMb,
@@ -267,7 +270,10 @@ export class FirecrackerDriver {
     };
   }
 
-  /** Starts Firecracker and waits for its API socket to answer. */
+  /**
+   * Starts Firecracker and waits for its API socket to answer: a standalone helper (absolute paths). The engine
+   * uses FirecrackerHypervisor (firecracker-hypervisor.ts), which gives Firecracker relative paths instead.
+   */
   async spawn(vmId: string, vmDir: string, logFd: number | 'ignore' = 'ignore'): Promise<FirecrackerProcess> {
     const { cmd, args, apiSocket } = this.command(vmId, vmDir);
     const root = this.chrootRoot(vmId);
@@ -316,7 +322,7 @@ export class FirecrackerDriver {
     };
   }
 
-  /** Boots a configured machine: configure, then InstanceStart. */
+  /** Boots a configured machine: configure, then InstanceStart (standalone helper, see spawn). */
   async boot(vm: FirecrackerProcess, machine: FirecrackerMachine): Promise<void> {
     const staged: FirecrackerMachine = {
       ...machine,
@@ -348,4 +354,45 @@ export async function chooseHypervisor(
   return available.ok
     ? { hypervisor: 'firecracker', reason: available.reason }
     : { hypervisor: 'qemu', reason: `${available.reason}: using QEMU` };
+}
+
+function executableSync(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * chooseHypervisor without waiting (the engine picks its hypervisor when it is constructed): `auto` picks
+ * Firecracker when FIRECRACKER_BIN (and JAILER_BIN, when jailed) is an executable file and /dev/kvm is usable.
+ * Firecracker options absent: QEMU. `firecracker` that cannot run throws, saying why.
+ */
+export function chooseHypervisorSync(
+  preference: 'auto' | 'qemu' | 'firecracker',
+  options: FirecrackerOptions | undefined,
+): { hypervisor: 'qemu' | 'firecracker'; reason: string } {
+  if (preference === 'qemu') return { hypervisor: 'qemu', reason: 'configured (TERRARIUM_MICROVM_HYPERVISOR=qemu)' };
+  let problem: string | undefined;
+  if (!options) problem = 'Firecracker is not configured';
+  else if (!executableSync(options.firecrackerBin)) {
+    problem = `FIRECRACKER_BIN ${options.firecrackerBin} is not an executable file`;
+  } else if (options.jailer && !executableSync(options.jailer.bin)) {
+    problem = `JAILER_BIN ${options.jailer.bin} is not an executable file`;
+  } else {
+    try {
+      accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
+    } catch {
+      problem = 'Firecracker needs /dev/kvm, which is not usable here';
+    }
+  }
+  if (preference === 'firecracker') {
+    if (problem) throw new Error(`TERRARIUM_MICROVM_HYPERVISOR=firecracker but Firecracker cannot run: ${problem}`);
+    return { hypervisor: 'firecracker', reason: 'configured (TERRARIUM_MICROVM_HYPERVISOR=firecracker)' };
+  }
+  return problem
+    ? { hypervisor: 'qemu', reason: `${problem}: using QEMU` }
+    : { hypervisor: 'firecracker', reason: 'FIRECRACKER_BIN is installed and /dev/kvm is usable' };
 }

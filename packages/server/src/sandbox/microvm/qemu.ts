@@ -12,6 +12,8 @@ export interface GuestImage {
   kernel: string;
   initramfs: string;
   rootfs: string;
+  /** The uncompressed ELF kernel Firecracker boots (vmlinux next to vmlinuz), when the image has one. */
+  vmlinux?: string;
 }
 
 export interface VmLaunch {
@@ -27,6 +29,8 @@ export interface VmLaunch {
   pidFile: string;
   /** Restore from a migration stream file instead of booting. */
   incomingFile?: string;
+  /** A command the stream is piped through on its way in (e.g. decryption); it reads the file on stdin. */
+  incomingFilter?: string;
   tscKhz?: number;
   /**
    * The VM's NIC (virtio-net), or none. `tap`: plumbed into the backend's bridge. `isolated`: a NIC on a hub with
@@ -110,7 +114,10 @@ export function qemuArgs(launch: VmLaunch): string[] {
         : 'hubport,id=net0,hubid=0';
     args.push('-netdev', netdev, '-device', `virtio-net-device,netdev=net0,mac=${launch.nic.mac}`);
   }
-  if (launch.incomingFile) args.push('-incoming', `exec:cat ${shellQuote(launch.incomingFile)}`);
+  if (launch.incomingFile) {
+    const file = shellQuote(launch.incomingFile);
+    args.push('-incoming', launch.incomingFilter ? `exec:${launch.incomingFilter} -in ${file}` : `exec:cat ${file}`);
+  }
   return args;
 }
 
