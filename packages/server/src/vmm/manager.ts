@@ -18,8 +18,9 @@ import type { ExecOutcome, Frame } from '../sandbox/microvm/protocol.js';
 import { type NetworkPolicy, SandboxError, type SandboxResources, SandboxUnsupportedError } from '../sandbox/types.js';
 import { gatewayOf, parseSubnet, type Subnet } from './addresses.js';
 import { badRequest, conflict, limitExceeded, notFound, VmmError } from './errors.js';
+import { type PoolConfig, type PoolHost, WarmPool } from './pool.js';
 import { type CodeLanguage, parseRunOutput, prepareRun, type RunOutcome } from './run-code.js';
-import { VmmStore, type VmState } from './store.js';
+import { type StartedFrom, VmmStore, type VmState } from './store.js';
 import { checkUploadArchive, filterDownloadArchive } from './tar-guard.js';
 
 const MiB = 1024 * 1024;
@@ -60,6 +61,8 @@ export interface VmmOptions {
   builtInImage?: { kernel: string; rootfs: string };
   /** ENABLE_SNAPSHOTS, SNAPSHOT_TEMPLATE_CPU, SNAPSHOT_TEMPLATE_MEM_MB */
   snapshots: { enabled: boolean; templateCpu: number; templateMemMb: number };
+  /** TERRARIUM_VMM_WARM_POOL_SIZE / _CPU / _MEM_MB; default: no pool. */
+  pool?: PoolConfig;
   /** The VMs' IPv4 subnet (addresses are allocated in the database). */
   subnet?: string;
   log: Logger;
@@ -95,6 +98,8 @@ export interface VmView {
   cid: number | null;
   secretEnvNames: string[];
   snapshotId: string | null;
+  /** How the VM came up: a warm-pool VM handed out, a snapshot restore, a warm-template restore, or a cold boot. */
+  startedFrom: StartedFrom | null;
   owner: string;
   lostReason: string | null;
   createdAt: string;
@@ -157,6 +162,7 @@ export function vmView(row: VmmVmRow, gateway: string): VmView {
     cid: row.cid,
     secretEnvNames: row.secretEnvNames,
     snapshotId: row.snapshotId,
+    startedFrom: row.startedFrom as StartedFrom | null,
     owner: row.owner,
     lostReason: row.lostReason,
     createdAt: row.createdAt.toISOString(),
@@ -194,6 +200,11 @@ export function engineError(err: unknown, doing: string): Error {
   return err as Error;
 }
 
+/** The owner of warm-pool VMs until one is handed out (then the caller owns it). */
+export const POOL_OWNER = 'pool';
+/** A warm-pool VM (booting, ready, or failed to boot): no user's, never listed or reachable through the API. */
+const isPoolVm = (row: VmmVmRow) => row.owner === POOL_OWNER || row.state === 'pooled';
+
 const exists = (path: string) =>
   access(path).then(
     () => true,
@@ -219,10 +230,72 @@ export class VmManager {
     }
   }
 
+  readonly pool: WarmPool;
+
   constructor(readonly options: VmmOptions) {
     this.store = new VmmStore(options.db);
     this.subnet = parseSubnet(options.subnet ?? '10.213.0.0/16');
     this.gateway = gatewayOf(this.subnet);
+    this.pool = new WarmPool(this.poolHost(), options.pool ?? { size: 0, vcpus: 1, memMib: 512 }, options.log);
+  }
+
+  /** What the warm pool does through the manager: boot pool VMs into 'pooled' rows, and discard them. */
+  private poolHost(): PoolHost {
+    return {
+      store: this.store,
+      maxVms: this.options.limits.maxVms,
+      poolImage: async () => {
+        const image = await this.store.defaultImage();
+        return image && (await this.backend.resolveImage(image.dir)) ? image.name : undefined;
+      },
+      fillOne: (vcpus, memMib, image) => this.fillPoolVm(vcpus, memMib, image),
+      alive: async (row) => row.backendId !== null && (await this.backend.qemuPid(row.backendId)) !== undefined,
+      discard: async (row, reason) => {
+        if (row.backendId) await this.backend.destroyVm(row.backendId).catch(() => {});
+        await this.store.releaseVm(row.id, 'destroyed', reason);
+        await this.store.record('pool-evict', 'pool', row.id, { reason });
+      },
+    };
+  }
+
+  private async fillPoolVm(vcpus: number, memMib: number, imageName: string): Promise<void> {
+    const image = await this.store.getImage(imageName);
+    if (!image) throw new Error(`image "${imageName}" is gone`);
+    const id = `vm_${randomBytes(6).toString('hex')}`;
+    this.creating.add(id);
+    try {
+      const input: CreateVmInput = { allowList: [], internet: false, secretEnv: {} };
+      const row = await this.store.insertVm(
+        {
+          id,
+          name: `pool-${id}`,
+          vcpus,
+          memMib,
+          image: image.name,
+          allowList: [],
+          internet: false,
+          secretEnvNames: [],
+          owner: POOL_OWNER,
+        },
+        { maxVms: this.limits.maxVms, subnet: this.subnet },
+      );
+      const started = Date.now();
+      try {
+        const { sandbox, startedFrom } = await this.bootVm(row, image, input, undefined);
+        await this.store.updateVm(id, { state: 'pooled', backendId: sandbox.id, startedFrom });
+        await this.store.record('pool-fill', 'pool', id, {
+          vcpus,
+          memMib,
+          startedFrom,
+          durationMs: Date.now() - started,
+        });
+      } catch (err) {
+        await this.store.releaseVm(id, 'failed', (err as Error).message);
+        throw err;
+      }
+    } finally {
+      this.creating.delete(id);
+    }
   }
 
   get backend(): QemuMicrovmBackend {
@@ -311,6 +384,33 @@ export class VmManager {
       throw conflict(`image "${image.name}" is incomplete: it needs a kernel, an initramfs and a rootfs`);
     }
 
+    // A ready warm-pool VM when the request is exactly what one is.
+    const poolRequest = { ...input, vcpus, memMib, image: image.name };
+    if (this.pool.matches(poolRequest)) {
+      const started = Date.now();
+      const taken = await this.pool.take(poolRequest, {
+        name: input.name ?? '',
+        nameFromId: input.name === undefined,
+        owner: actor,
+      });
+      if (taken) {
+        await this.store.record('create', actor, taken.id, {
+          vcpus,
+          memMib,
+          image: image.name,
+          ip: taken.ip,
+          allowList: 0,
+          internet: false,
+          secretEnvNames: [],
+          startedFrom: 'pool',
+          durationMs: Date.now() - started,
+        });
+        return this.getVm(taken.id);
+      }
+    }
+    // Pool VMs count against MAX_VMS: one makes room for a VM the pool cannot serve.
+    if ((await this.store.countLive()) >= limits.maxVms) await this.pool.evictOne();
+
     const id = `vm_${randomBytes(6).toString('hex')}`;
     const name = input.name ?? id;
     this.creating.add(id);
@@ -332,9 +432,11 @@ export class VmManager {
         { maxVms: limits.maxVms, subnet: this.subnet },
       );
       const started = Date.now();
+      let startedFrom: StartedFrom;
       try {
-        const sandbox = await this.bootVm(row, image, input, snapshot);
-        await this.store.updateVm(id, { state: 'running', backendId: sandbox.id });
+        const booted = await this.bootVm(row, image, input, snapshot);
+        startedFrom = booted.startedFrom;
+        await this.store.updateVm(id, { state: 'running', backendId: booted.sandbox.id, startedFrom });
       } catch (err) {
         await this.store.releaseVm(id, 'failed', (err as Error).message);
         await this.store.record('create-failed', actor, id, { error: (err as Error).message });
@@ -349,8 +451,11 @@ export class VmManager {
         internet: input.internet,
         secretEnvNames: row.secretEnvNames,
         ...(snapshot && { snapshotId: snapshot.id }),
+        startedFrom,
         durationMs: Date.now() - started,
       });
+      // A user VM may have taken the pool's room; the pool refills when there is room again.
+      this.pool.kick();
       return this.getVm(id);
     } finally {
       this.creating.delete(id);
@@ -362,7 +467,7 @@ export class VmManager {
     image: VmmImageRow,
     input: CreateVmInput,
     snapshot: VmmSnapshotRow | undefined,
-  ): Promise<MicrovmSandbox> {
+  ): Promise<{ sandbox: MicrovmSandbox; startedFrom: StartedFrom }> {
     const resources: SandboxResources = {
       cpus: row.vcpus,
       memoryBytes: row.memMib * MiB,
@@ -378,8 +483,10 @@ export class VmManager {
     const vmNetwork = network.kind !== 'none' && row.ip ? { ipv4: row.ip } : undefined;
     const common = { name: row.name, resources, labels, env: input.secretEnv, ...(vmNetwork && { vmNetwork }) };
     let sandbox: MicrovmSandbox;
+    let startedFrom: StartedFrom;
     const { snapshots } = this.options;
     if (snapshot) {
+      startedFrom = 'snapshot';
       sandbox = await this.backend.restore(await this.snapshotObject(snapshot), { ...common, network });
     } else if (
       snapshots.enabled &&
@@ -390,8 +497,10 @@ export class VmManager {
     ) {
       // The warm template of this shape: a restore (~1 s) instead of a boot.
       const template = await this.backend.template(image.dir, row.vcpus, row.memMib);
+      startedFrom = 'template';
       sandbox = await this.backend.restore(template, common);
     } else {
+      startedFrom = 'cold';
       sandbox = (await this.backend.create({ ...common, image: image.dir, network })) as MicrovmSandbox;
     }
     try {
@@ -404,11 +513,12 @@ export class VmManager {
       await sandbox.destroy().catch(() => {});
       throw err;
     }
-    return sandbox;
+    return { sandbox, startedFrom };
   }
 
+  /** The users' VMs (warm-pool VMs are no one's until handed out). */
   async listVms(): Promise<VmView[]> {
-    return (await this.store.listVms()).map((row) => vmView(row, this.gateway));
+    return (await this.store.listVms()).filter((row) => !isPoolVm(row)).map((row) => vmView(row, this.gateway));
   }
 
   async getVm(id: string): Promise<VmView> {
@@ -417,7 +527,7 @@ export class VmManager {
 
   private async requireVm(id: string): Promise<VmmVmRow> {
     const row = await this.store.getVm(id);
-    if (!row || row.state === 'destroyed') throw notFound(`VM ${id}`);
+    if (!row || row.state === 'destroyed' || isPoolVm(row)) throw notFound(`VM ${id}`);
     return row;
   }
 
@@ -482,7 +592,7 @@ export class VmManager {
 
   private async destroyVmNow(id: string, actor: string): Promise<void> {
     const row = await this.store.getVm(id);
-    if (!row) throw notFound(`VM ${id}`);
+    if (!row || isPoolVm(row)) throw notFound(`VM ${id}`);
     if (row.state === 'destroyed') return;
     if (row.backendId) {
       try {
@@ -493,6 +603,8 @@ export class VmManager {
     }
     await this.store.releaseVm(id, 'destroyed');
     await this.store.record('destroy', actor, id);
+    // The room may be the warm pool's again.
+    this.pool.kick();
   }
 
   // ---- exec and code ----
@@ -754,8 +866,9 @@ export class VmManager {
 
   async deleteSnapshot(id: string, actor: string): Promise<void> {
     const row = await this.requireSnapshot(id);
-    await rm(row.dir, { recursive: true, force: true });
+    // The row first: a directory without a row is an orphan the reconciler removes if this process dies here.
     await this.store.deleteSnapshot(id);
+    await rm(row.dir, { recursive: true, force: true });
     await this.store.record('snapshot-delete', actor, row.vmId, { snapshotId: id });
   }
 
@@ -854,14 +967,18 @@ export class VmManager {
     const accel = resolved
       ? await this.backend.accelerator(resolved).catch((err: unknown) => ({ accel: 'unknown', reason: String(err) }))
       : { accel: 'unknown', reason: 'no default image to probe with' };
+    const engine = this.backend.hypervisorInfo();
     return {
       ok: true,
-      hypervisor: 'qemu-microvm' as const,
+      hypervisor: engine.hypervisor === 'qemu' ? ('qemu-microvm' as const) : ('firecracker' as const),
+      hypervisorReason: engine.reason,
       accelerator: accel.accel,
       acceleratorReason: accel.reason,
-      // The QEMU engine reaches its guest agent over virtio-serial (the documented fallback for vsock).
-      transport: 'virtio-serial' as const,
-      vsock: false,
+      // QEMU reaches its guest agent over virtio-serial (the documented fallback for vsock); Firecracker over vsock.
+      transport: engine.transport,
+      vsock: engine.vsock,
+      ...(engine.vsockPort !== undefined ? { vsockPort: engine.vsockPort } : {}),
+      jailed: engine.jailed,
       capacity: {
         vms: await this.store.countLive(),
         maxVms: this.limits.maxVms,
@@ -869,7 +986,8 @@ export class VmManager {
         maxMemMb: this.limits.maxMemMb,
         maxAllowIps: this.limits.maxAllowIps,
       },
-      snapshots: { enabled: this.options.snapshots.enabled, includesMemory: true },
+      snapshots: { enabled: this.options.snapshots.enabled, includesMemory: true, contents: engine.snapshotContents },
+      pool: await this.pool.status(),
       defaultImage: image?.name ?? null,
     };
   }

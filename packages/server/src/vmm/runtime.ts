@@ -77,6 +77,11 @@ export async function startVmm(
       templateCpu: config.SNAPSHOT_TEMPLATE_CPU,
       templateMemMb: config.SNAPSHOT_TEMPLATE_MEM_MB,
     },
+    pool: {
+      size: config.TERRARIUM_VMM_WARM_POOL_SIZE,
+      vcpus: config.TERRARIUM_VMM_WARM_POOL_CPU,
+      memMib: config.TERRARIUM_VMM_WARM_POOL_MEM_MB,
+    },
     // Addresses are allocated in the database from the engine's bridge subnet (the gateway is its first address).
     subnet: config.TERRARIUM_VM_SUBNET,
     log,
@@ -85,12 +90,15 @@ export async function startVmm(
   const reconciler = new Reconciler({
     manager,
     storageRoot: config.STORAGE_ROOT,
+    imagesDir: config.IMAGES_DIR,
     log,
     network: options.network ?? backend.hostNetworkJanitor(),
   });
   const report = await reconciler.reconcile();
   log.info(report, 'microVM reconciler: start-up pass done');
   reconciler.start(options.reconcileIntervalMs ?? 30_000);
+  // After the start-up pass: pool VMs a previous process left are adopted (or were removed) before filling.
+  manager.pool.start();
   const sessions = new AdminSessions(
     db,
     config.ADMIN_EMAIL && config.ADMIN_PASSWORD
@@ -110,8 +118,9 @@ export async function startVmm(
     async close() {
       // VMs keep running: the next manager adopts them (the reconciler checks them at its start-up). Their
       // guest-agent connections are closed, as the end of the process would (a QEMU socket takes one client).
+      await manager.pool.stop();
       await reconciler.stop();
-      webhooks.close();
+      await webhooks.close();
       for (const row of await manager.store.listVms().catch(() => [])) {
         if (row.backendId) backend.client(row.backendId).close();
       }

@@ -17,9 +17,11 @@ import {
 import { lowestFreeCid, lowestFreeIp, type Subnet } from './addresses.js';
 import { limitExceeded, VmmError } from './errors.js';
 
-export type VmState = 'creating' | 'running' | 'stopped' | 'lost' | 'failed' | 'destroyed';
-/** States in which a VM counts against MAX_VMS and holds its address. */
-export const LIVE_STATES: VmState[] = ['creating', 'running', 'stopped', 'lost'];
+export type VmState = 'creating' | 'pooled' | 'running' | 'stopped' | 'lost' | 'failed' | 'destroyed';
+/** States in which a VM counts against MAX_VMS and holds its address (warm-pool VMs too). */
+export const LIVE_STATES: VmState[] = ['creating', 'pooled', 'running', 'stopped', 'lost'];
+/** How a VM came up (vmm_vms.started_from). */
+export type StartedFrom = 'pool' | 'snapshot' | 'template' | 'cold';
 
 /** Key of the advisory lock that serialises address allocation across manager processes. */
 const ALLOCATION_LOCK = 7_206_351_980_224_114n;
@@ -36,6 +38,8 @@ export interface NewVm {
   secretEnvNames: string[];
   snapshotId?: string;
   owner: string;
+  /** Default 'creating'. */
+  state?: VmState;
 }
 
 export interface ActivityEvent {
@@ -95,7 +99,7 @@ export class VmmStore {
               ...vm,
               diskMib: vm.diskMib ?? null,
               snapshotId: vm.snapshotId ?? null,
-              state: 'creating',
+              state: vm.state ?? 'creating',
               ip,
               cid,
             })
@@ -123,9 +127,36 @@ export class VmmStore {
     return rows;
   }
 
+  /**
+   * Changes a VM only if it is in state `from`; undefined when it is not (another caller changed it first). The
+   * warm pool hands out and evicts its VMs this way, so one pooled VM is never given to two callers.
+   */
+  async transitionVm(
+    id: string,
+    from: VmState,
+    changes: Partial<
+      Pick<
+        VmmVmRow,
+        'state' | 'name' | 'owner' | 'allowList' | 'internet' | 'secretEnvNames' | 'startedFrom' | 'createdAt'
+      >
+    >,
+  ): Promise<VmmVmRow | undefined> {
+    const [row] = await this.db
+      .update(vmmVms)
+      .set({ ...changes, updatedAt: new Date() })
+      .where(and(eq(vmmVms.id, id), eq(vmmVms.state, from)))
+      .returning();
+    return row;
+  }
+
+  /** Warm-pool VMs (state 'pooled'), oldest first. */
+  async pooledVms(): Promise<VmmVmRow[]> {
+    return this.db.select().from(vmmVms).where(eq(vmmVms.state, 'pooled')).orderBy(vmmVms.createdAt);
+  }
+
   async updateVm(
     id: string,
-    changes: Partial<Pick<VmmVmRow, 'state' | 'backendId' | 'lostReason' | 'ip' | 'cid'>>,
+    changes: Partial<Pick<VmmVmRow, 'state' | 'backendId' | 'lostReason' | 'ip' | 'cid' | 'startedFrom'>>,
   ): Promise<VmmVmRow | undefined> {
     const [row] = await this.db
       .update(vmmVms)

@@ -26,8 +26,16 @@ const PAGE = /* html */ `<!doctype html>
   pre { background: #0d1117; color: #c9d1d9; padding: 10px; overflow: auto; max-height: 400px; white-space: pre-wrap; }
   .error { color: #cf222e; }
   .state-running { color: #1a7f37; } .state-lost, .state-failed { color: #cf222e; } .state-stopped { color: #9a6700; }
-  .cards { display: flex; gap: 16px; flex-wrap: wrap; } .card { flex: 1; min-width: 160px; }
-  .card b { font-size: 22px; display: block; }
+  /* A grid, so a last card never stretches over a row of its own. */
+  .cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(150px, 1fr)); gap: 12px; background: none; border: 0; padding: 0; }
+  .card { box-sizing: border-box; background: #fff; border: 1px solid #d0d7de; border-radius: 6px; padding: 12px 16px; color: #57606a; }
+  .card b { font-size: 22px; display: block; color: #1b1f23; }
+  td code { overflow-wrap: anywhere; font-size: 12px; }
+  td.num { text-align: right; font-variant-numeric: tabular-nums; }
+  /* Ids, names and numbers on one line; the creation time wraps so the action buttons stay inside the section. */
+  th, tr[data-vm] td:not(.created) { white-space: nowrap; }
+  section { overflow-x: auto; }
+  h2 { font-size: 16px; margin: 0 0 12px; }
 </style>
 </head>
 <body>
@@ -78,11 +86,13 @@ async function overview() {
   const [health, list, act] = await Promise.all([api('GET', '/health'), api('GET', '/vms'), api('GET', '/activity?limit=10')]);
   const running = list.vms.filter((v) => v.state === 'running').length;
   main.innerHTML = '<section class="cards">' +
-    card('VMs', health.capacity.vms + ' / ' + health.capacity.maxVms) + card('running', running) +
+    card('VMs (incl. warm pool) / MAX_VMS', health.capacity.vms + ' / ' + health.capacity.maxVms) + card('running', running) +
+    card('warm pool ready', health.pool && health.pool.size > 0 ? health.pool.ready + ' / ' + health.pool.size : 'off') +
+    card('per-VM limits', health.capacity.maxCpu + ' vCPU, ' + health.capacity.maxMemMb + ' MiB') +
     card('accelerator', health.accelerator) + card('transport', health.transport) + card('default image', health.defaultImage || '—') +
     '</section><section><h2>Recent activity</h2>' + activityTable(act.activity) + '</section>';
 }
-const card = (label, value) => '<div class="card section"><b>' + esc(value) + '</b>' + esc(label) + '</div>';
+const card = (label, value) => '<div class="card"><b>' + esc(value) + '</b>' + esc(label) + '</div>';
 async function vms() {
   const [list, images] = await Promise.all([api('GET', '/vms'), api('GET', '/images')]);
   main.innerHTML = '<section><h2>Create a VM</h2><form id="create">' +
@@ -90,10 +100,11 @@ async function vms() {
     'memory MiB <input name="memMib" type="number" value="512" min="128" style="width:6em"> image <select name="image">' +
     images.images.map((i) => '<option' + (i.isDefault ? ' selected' : '') + '>' + esc(i.name) + '</option>').join('') +
     '</select> <button>Create</button> <span id="create-status"></span></form></section>' +
-    '<section><h2>VMs</h2><table><tr><th>id</th><th>name</th><th>state</th><th>vCPUs</th><th>MiB</th><th>image</th><th>IP</th><th>created</th><th></th></tr>' +
-    list.vms.map((v) => '<tr><td>' + esc(v.id) + '</td><td>' + esc(v.name) + '</td><td class="state-' + esc(v.state) + '">' + esc(v.state) +
-      (v.lostReason ? ' (' + esc(v.lostReason) + ')' : '') + '</td><td>' + v.vcpus + '</td><td>' + v.memMib + '</td><td>' + esc(v.image) +
-      '</td><td>' + esc(v.ip) + '</td><td>' + esc(v.createdAt) + '</td><td>' +
+    '<section><h2>VMs</h2><table><tr><th>id</th><th>name</th><th>state</th><th>vCPUs</th><th>memory MiB</th><th>disk MiB</th><th>image</th><th>IP</th><th>started from</th><th>created</th><th></th></tr>' +
+    (list.vms.length === 0 ? '<tr><td colspan="11">No VMs.</td></tr>' : '') +
+    list.vms.map((v) => '<tr data-vm="' + esc(v.id) + '"><td>' + esc(v.id) + '</td><td>' + esc(v.name) + '</td><td class="state-' + esc(v.state) + '">' + esc(v.state) +
+      (v.lostReason ? ' (' + esc(v.lostReason) + ')' : '') + '</td><td class="num">' + v.vcpus + '</td><td class="num">' + v.memMib + '</td><td class="num">' + esc(v.diskMib ?? 'image') +
+      '</td><td>' + esc(v.image) + '</td><td>' + esc(v.ip) + '</td><td>' + esc(v.startedFrom) + '</td><td class="created">' + esc(new Date(v.createdAt).toLocaleString()) + '</td><td style="white-space:nowrap">' +
       '<button data-act="open" data-id="' + esc(v.id) + '">open</button> ' +
       (v.state === 'running' ? '<button data-act="stop" data-id="' + esc(v.id) + '">stop</button> ' : '') +
       (v.state === 'stopped' ? '<button data-act="start" data-id="' + esc(v.id) + '">start</button> ' : '') +
@@ -162,10 +173,13 @@ async function keys() {
     keys();
   });
 }
+// key=value pairs separated by spaces: readable, and a long line wraps between pairs rather than inside a word.
+const details = (d) => Object.entries(d || {}).map(([k, v]) => k + '=' + (typeof v === 'string' ? v : JSON.stringify(v))).join(' ');
 function activityTable(rows) {
   return '<table><tr><th>when</th><th>action</th><th>VM</th><th>actor</th><th>details</th></tr>' +
-    rows.map((a) => '<tr><td>' + esc(a.createdAt) + '</td><td>' + esc(a.action) + '</td><td>' + esc(a.vmId) + '</td><td>' + esc(a.actor) +
-      '</td><td><code>' + esc(JSON.stringify(a.details)) + '</code></td></tr>').join('') + '</table>';
+    (rows.length === 0 ? '<tr><td colspan="5">No activity yet.</td></tr>' : '') +
+    rows.map((a) => '<tr><td style="white-space:nowrap">' + esc(new Date(a.createdAt).toLocaleString()) + '</td><td style="white-space:nowrap">' + esc(a.action) + '</td><td>' + esc(a.vmId) + '</td><td>' + esc(a.actor) +
+      '</td><td><code>' + esc(details(a.details)) + '</code></td></tr>').join('') + '</table>';
 }
 async function activity() {
   const act = await api('GET', '/activity?limit=200');

@@ -26,6 +26,7 @@ import {
   activityQuery,
   createKeyBody,
   createVmBody,
+  deliveriesQuery,
   execBody,
   filesQuery,
   imageNameParams,
@@ -376,6 +377,20 @@ export function v1Routes(deps: V1Dependencies) {
         await deps.webhooks.delete(request.params.id);
         return reply.status(204).send();
       });
+      // Operators see every delivery: attempts, the next attempt, the last status or error, delivered or failed.
+      api.get(
+        '/webhooks/:id/deliveries',
+        { schema: { tags, params: z.object({ id: z.uuid() }), querystring: deliveriesQuery } },
+        async (request) => {
+          requireAdmin(request);
+          return {
+            deliveries: await deps.webhooks.deliveries(request.params.id, {
+              state: request.query.state,
+              limit: request.query.limit,
+            }),
+          };
+        },
+      );
 
       // Activity: a page of the log, and a server-sent-events stream of new entries.
       api.get('/activity', { schema: { tags, querystring: activityQuery } }, async (request) => ({

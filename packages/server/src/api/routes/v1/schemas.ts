@@ -104,3 +104,8 @@ export const webhookBody = z
     actions: z.array(z.string().min(1).max(64)).max(50).default([]).describe('activity actions to deliver; empty: all'),
   })
   .strict();
+
+export const deliveriesQuery = z.object({
+  state: z.enum(['pending', 'delivered', 'failed']).optional().describe('only deliveries in this state'),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+});
