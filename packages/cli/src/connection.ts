@@ -3,6 +3,7 @@ import { type Config, getConfigMetadata, loadConfig, requireConfigValue } from '
 import type { ProgressListener } from '@terrarium/server/sandbox/types';
 import { type RunningServer, startServer } from '@terrarium/server/server';
 import { isTerrariumServer, TerrariumClient } from './client.js';
+import { storedAccessToken } from './login-store.js';
 
 export interface Connection {
   client: TerrariumClient;
@@ -41,14 +42,19 @@ export function cliConfig(): Config {
 export async function connect(options: ConnectOptions = {}): Promise<Connection> {
   const config = cliConfig();
   const explicit = options.serverUrl ?? process.env.TERRARIUM_SERVER_URL;
-  const token = process.env.TERRARIUM_ACCESS_TOKEN ?? requireConfigValue(config, 'ACCESS_TOKEN');
+  // TERRARIUM_ACCESS_TOKEN, else the token `terrarium login` kept for that server (OIDC), else the static ACCESS_TOKEN.
+  const tokenFor = (url: string) =>
+    process.env.TERRARIUM_ACCESS_TOKEN ??
+    storedAccessToken(config.TERRARIUM_DATA_DIR, url) ??
+    requireConfigValue(config, 'ACCESS_TOKEN');
   if (explicit) {
-    const client = new TerrariumClient(explicit.replace(/\/$/, ''), token);
+    const url = explicit.replace(/\/$/, '');
+    const client = new TerrariumClient(url, tokenFor(url));
     return { client, close: async () => {} };
   }
   const localUrl = `http://127.0.0.1:${config.PORT}`;
   if (await isTerrariumServer(localUrl)) {
-    return { client: new TerrariumClient(localUrl, token), close: async () => {} };
+    return { client: new TerrariumClient(localUrl, tokenFor(localUrl)), close: async () => {} };
   }
   options.onEmbeddedStart?.();
   const embedded = await startServer(config, {
@@ -57,7 +63,7 @@ export async function connect(options: ConnectOptions = {}): Promise<Connection>
   });
   for (const warning of embedded.warnings) process.stderr.write(`warning: ${warning}\n`);
   return {
-    client: new TerrariumClient(embedded.url, token),
+    client: new TerrariumClient(embedded.url, tokenFor(embedded.url)),
     embedded,
     close: () => embedded.close(),
   };

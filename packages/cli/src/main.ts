@@ -4,6 +4,7 @@ import { branchForkCommand, branchListCommand } from './commands/branch.js';
 import { configCommand } from './commands/config.js';
 import { doctorCommand } from './commands/doctor.js';
 import { buildBaseImageCommand } from './commands/images.js';
+import { loginCommand, logoutCommand } from './commands/login.js';
 import { batchesCommand, batchSetLimitCommand, killCommand, unkillCommand } from './commands/queue.js';
 import { quickstartCommand } from './commands/quickstart.js';
 import { runCommand } from './commands/run.js';
@@ -153,6 +154,25 @@ program
   .option('--json', 'print JSON')
   .option('--server-url <url>', 'Terrarium server to use')
   .action(action((runId: number, options) => traceCommand(runId, options)));
+
+program
+  .command('login')
+  .description(
+    'Sign in to a server that uses an OpenID Connect provider (USE_AUTH0): device code, client credentials, or a token',
+  )
+  .option('--token <token>', 'an access token you already have (default: TERRARIUM_ACCESS_TOKEN)')
+  .option(
+    '--client-credentials',
+    'sign in as the machine-to-machine application (VIVARIA_AUTH0_CLIENT_ID/SECRET_FOR_AGENT_APPLICATION)',
+  )
+  .option('--server-url <url>', 'Terrarium server to use')
+  .action(action((options) => loginCommand(options)));
+
+program
+  .command('logout')
+  .description('Forget the token `terrarium login` kept for a server')
+  .option('--server-url <url>', 'Terrarium server to use')
+  .action(action((options) => logoutCommand(options)));
 
 program
   .command('config')

@@ -6,9 +6,11 @@ import { fileURLToPath } from 'node:url';
 import pino, { type Logger } from 'pino';
 import { buildApp } from './api/app.js';
 import { publicUiUrl } from './api/routes/ui.js';
+import { OidcVerifier } from './auth/oidc.js';
 import { STATIC_USER } from './auth/user-tokens.js';
+import { recordUser } from './auth/users.js';
 import { type Config, getConfigMetadata, requireConfigValue, unimplementedVariablesInUse } from './config/index.js';
-import { createDatabase, type DatabaseOptions, databaseOptionsFromConfig } from './db/index.js';
+import { createDatabase, type DatabaseOptions, databaseOptionsFromConfig, startPgliteAnalyzer } from './db/index.js';
 import { createMiddleman, LlmService } from './llm/index.js';
 import { OptionsRater } from './llm/options-rater.js';
 import { SafetyPolicy } from './llm/safety.js';
@@ -117,6 +119,8 @@ export async function startServer(config: Config, options: StartServerOptions = 
   const databaseOptions = databaseOptionsFromConfig(config);
   const database = await createDatabase(databaseOptions);
   await database.migrate();
+  // PGlite has no autovacuum: keep its planner statistics current (db/pglite-analyze.ts).
+  const analyzer = database.kind === 'pglite' ? startPgliteAnalyzer(database.pglite, { log }) : undefined;
   const repo = new DrizzleRunRepository(database.db);
   await repo.ensureUser(STATIC_USER.id, STATIC_USER.name);
   const query = await createQueryService(database, databaseOptions, config, log);
@@ -242,7 +246,22 @@ export async function startServer(config: Config, options: StartServerOptions = 
   const app = await buildApp({
     vmm,
     log,
-    userAuth: { accessToken: requireConfigValue(config, 'ACCESS_TOKEN'), idToken: config.ID_TOKEN },
+    // With USE_AUTH0 the static tokens are not accepted (and production need not set them): '' never matches.
+    userAuth: config.USE_AUTH0
+      ? { accessToken: '' }
+      : { accessToken: requireConfigValue(config, 'ACCESS_TOKEN'), idToken: config.ID_TOKEN },
+    // Sign-in (docs/auth.md): OpenID Connect when USE_AUTH0, and read-only mode with no sign-in at all.
+    ...(config.USE_AUTH0 && {
+      oidc: new OidcVerifier({
+        issuer: requireConfigValue(config, 'ISSUER'),
+        jwksUri: requireConfigValue(config, 'JWKS_URI'),
+        accessTokenAudience: requireConfigValue(config, 'ACCESS_TOKEN_AUDIENCE'),
+        idTokenAudience: requireConfigValue(config, 'ID_TOKEN_AUDIENCE'),
+      }),
+      minTokenTtlMs: config.VIVARIA_ACCESS_TOKEN_MIN_TTL_MS,
+    }),
+    readOnly: config.VIVARIA_IS_READ_ONLY,
+    ensureUser: recordUser(database.db),
     runs,
     branches,
     hooks,
@@ -257,11 +276,13 @@ export async function startServer(config: Config, options: StartServerOptions = 
       runSummaryModel: config.RUN_SUMMARY_GENERATION_MODEL ?? null,
     },
     query,
+    queryGenerationModel: config.RUNS_PAGE_QUERY_GENERATION_MODEL,
   });
   try {
     await app.listen({ host: config.TERRARIUM_HOST, port });
   } catch (error) {
     await vmm?.close();
+    await analyzer?.stop();
     await database.close();
     throw error;
   }
@@ -270,24 +291,29 @@ export async function startServer(config: Config, options: StartServerOptions = 
   log.info({ port: actualPort, machine: config.MACHINE_NAME, database: database.kind }, 'Terrarium server listening');
   const uiUrl = publicUiUrl(config.UI_URL, `http://127.0.0.1:${actualPort}`);
   log.info({ uiUrl }, 'Terrarium web UI');
+  // Read-only mode (VIVARIA_IS_READ_ONLY) starts and recovers no runs: it only shows what is in the database.
+  const startsRuns = !config.VIVARIA_IS_READ_ONLY;
+  if (!startsRuns) log.info('read-only mode (VIVARIA_IS_READ_ONLY): the run queue and recovery are off');
   // Recovery before the queue starts: runs interrupted during setup go back to the queue first.
-  try {
-    const recovered = await reaper.recover();
-    if (recovered.requeued.length + recovered.failed.length + recovered.reattached.length > 0)
-      log.warn(recovered, 'recovered interrupted runs');
-    await reaper.reap();
-  } catch (error) {
-    log.error({ err: error }, 'recovering interrupted runs failed');
+  if (startsRuns) {
+    try {
+      const recovered = await reaper.recover();
+      if (recovered.requeued.length + recovered.failed.length + recovered.reattached.length > 0)
+        log.warn(recovered, 'recovered interrupted runs');
+      await reaper.reap();
+    } catch (error) {
+      log.error({ err: error }, 'recovering interrupted runs failed');
+    }
+    try {
+      const recoveredEnvironments = await taskEnvironments.recover();
+      if (recoveredEnvironments.failed.length > 0)
+        log.warn(recoveredEnvironments, 'task environments interrupted during setup');
+    } catch (error) {
+      log.error({ err: error }, 'recovering task environments failed');
+    }
+    reaper.start(options.reaperIntervalMs ?? 60_000);
+    queue.start();
   }
-  try {
-    const recoveredEnvironments = await taskEnvironments.recover();
-    if (recoveredEnvironments.failed.length > 0)
-      log.warn(recoveredEnvironments, 'task environments interrupted during setup');
-  } catch (error) {
-    log.error({ err: error }, 'recovering task environments failed');
-  }
-  reaper.start(options.reaperIntervalMs ?? 60_000);
-  queue.start();
   const activeQueue = queue;
   return {
     url: `http://127.0.0.1:${actualPort}`,
@@ -313,6 +339,7 @@ export async function startServer(config: Config, options: StartServerOptions = 
       if (closeOptions.drain === false) await taskEnvironments.abandon();
       else await taskEnvironments.drain();
       await query.close();
+      await analyzer?.stop();
       await database.close();
     },
   };

@@ -3,15 +3,17 @@ import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
 import { BrowserRouter } from 'react-router';
 import { App } from './App.js';
-import { apiFetch, getAccessToken } from './api/client.js';
+import { getAccessToken } from './api/client.js';
 import { createQueryClient } from './api/query.js';
 import { RUNS_TABLE_PATH } from './pages/RunsPage.js';
+import { takeEarlyOrFetch } from './pages/runs/early-fetch.js';
 import './styles.css';
 
 const queryClient = createQueryClient();
 // Opening the runs page: ask for the runs now, while React mounts, rather than after.
 if (location.pathname === '/runs' && getAccessToken() !== null) {
-  void queryClient.prefetchQuery({ queryKey: [RUNS_TABLE_PATH], queryFn: () => apiFetch(RUNS_TABLE_PATH) });
+  // index.html has usually asked already: take its response over.
+  void queryClient.prefetchQuery({ queryKey: [RUNS_TABLE_PATH], queryFn: () => takeEarlyOrFetch(RUNS_TABLE_PATH) });
 }
 
 const root = document.getElementById('root');

@@ -1,4 +1,5 @@
 import fastifySwagger from '@fastify/swagger';
+import { AuthConfigView } from '@terrarium/shared';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import {
   jsonSchemaTransform,
@@ -9,12 +10,10 @@ import {
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { agentTokenMatches, runIdOfAgentToken } from '../auth/agent-tokens.js';
-import {
-  type AuthenticatedUser,
-  authenticateStaticUser,
-  bearerToken,
-  type StaticUserAuth,
-} from '../auth/user-tokens.js';
+import { apiAuthHook, isReadRequest, READ_ONLY_MESSAGE } from '../auth/api-auth.js';
+import type { OidcVerifier } from '../auth/oidc.js';
+import { type AuthenticatedUser, bearerToken, type StaticUserAuth } from '../auth/user-tokens.js';
+import type { SignedInUser } from '../auth/users.js';
 import { pyhooksLlmHandlers } from '../llm/pyhooks.js';
 import type { LlmService } from '../llm/service.js';
 import type { QueryService } from '../query/service.js';
@@ -27,6 +26,7 @@ import { HttpError, installErrorHandler } from './errors.js';
 import { branchRoutes } from './routes/branches.js';
 import { hookRoutes, humanInputRoutes } from './routes/hooks.js';
 import { llmRoutes } from './routes/llm.js';
+import { playgroundRoutes } from './routes/playground.js';
 import { pyhooksCompatRoutes } from './routes/pyhooks-compat.js';
 import { queryRoutes } from './routes/query.js';
 import { type RunPageOptions, runPageRoutes } from './routes/run-page.js';
@@ -46,6 +46,14 @@ declare module 'fastify' {
 export interface AppDependencies {
   log: Logger;
   userAuth: StaticUserAuth;
+  /** USE_AUTH0=true: OpenID Connect access tokens replace the static ones on /api (src/auth/oidc.ts). */
+  oidc?: OidcVerifier;
+  /** VIVARIA_ACCESS_TOKEN_MIN_TTL_MS, applied to OIDC tokens on requests that start work. */
+  minTokenTtlMs?: number;
+  /** VIVARIA_IS_READ_ONLY: no sign-in on /api, and every route refuses writes (src/auth/api-auth.ts). */
+  readOnly?: boolean;
+  /** Records an OIDC user on first sight (runs, comments and scores reference users). */
+  ensureUser?: (user: SignedInUser) => Promise<void>;
   runs: RunService;
   /** A run's branches and scores; absent in tests that do not need them. */
   branches?: BranchService;
@@ -58,6 +66,8 @@ export interface AppDependencies {
   vmm?: V1Dependencies;
   /** The runs page's run table and read-only SQL queries; absent in tests that do not need them. */
   query?: QueryService;
+  /** RUNS_PAGE_QUERY_GENERATION_MODEL: the runs page's "describe a query in words" (off when absent). */
+  queryGenerationModel?: string | undefined;
   /** Directory of the built web UI served at `/` (default packages/ui/dist); false serves no UI. */
   uiDir?: string | false;
   /** Task environments for task authors; absent in tests that do not need them. */
@@ -72,6 +82,13 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   installErrorHandler(app);
+  if (deps.readOnly) {
+    // Read-only mode covers every route, not only /api: hooks, pyhooks, LLM and /v1 writes are refused too (no run
+    // can be going, since the queue starts none).
+    app.addHook('onRequest', async (request) => {
+      if (!isReadRequest(request.method, request.routeOptions.url)) throw new HttpError(403, READ_ONLY_MESSAGE);
+    });
+  }
   await app.register(fastifySwagger, {
     openapi: { info: { title: 'Terrarium API', version: deps.version } },
     transform: jsonSchemaTransform,
@@ -88,25 +105,54 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     async () => ({ ok: true as const, service: 'terrarium' as const, version: deps.version }),
   );
   typed.get('/api/openapi.json', async () => app.swagger());
+  // How to sign in: read before signing in, so outside the authenticated /api scope.
+  typed.get('/api/auth-config', { schema: { response: { 200: AuthConfigView } } }, async () => ({
+    mode: deps.oidc ? ('oidc' as const) : ('static' as const),
+    readOnly: deps.readOnly === true,
+    ...(deps.oidc && {
+      oidc: {
+        issuer: deps.oidc.settings.issuer,
+        clientId: deps.oidc.settings.idTokenAudience,
+        audience: deps.oidc.settings.accessTokenAudience,
+        scope: 'openid profile email',
+      },
+    }),
+  }));
 
   await app.register(
     async (scope) => {
-      scope.addHook('onRequest', async (request) => {
-        const token = bearerToken(request.headers);
-        if (!token) throw new HttpError(401, 'Missing credentials: send "Authorization: Bearer <ACCESS_TOKEN>".');
-        if (runIdOfAgentToken(token) !== undefined) {
-          throw new HttpError(403, 'Agent tokens may only call the hooks API.');
-        }
-        const user = authenticateStaticUser(token, deps.userAuth);
-        if (!user)
-          throw new HttpError(401, 'Invalid access token. `terrarium config` shows where the server keeps its token.');
-        request.user = user;
-      });
+      scope.addHook(
+        'onRequest',
+        apiAuthHook({
+          staticAuth: deps.userAuth,
+          ...(deps.oidc && { oidc: deps.oidc }),
+          ...(deps.minTokenTtlMs !== undefined && { minTokenTtlMs: deps.minTokenTtlMs }),
+          readOnly: deps.readOnly === true,
+          ...(deps.ensureUser && { ensureUser: deps.ensureUser }),
+        }),
+      );
       await scope.register(runRoutes(deps.runs));
       if (deps.branches) await scope.register(branchRoutes(deps.branches));
       if (deps.taskEnvironments) await scope.register(taskEnvironmentRoutes(deps.taskEnvironments));
       await scope.register(humanInputRoutes(deps.hooks));
-      if (deps.query) await scope.register(queryRoutes(deps.query));
+      if (deps.query) {
+        await scope.register(
+          queryRoutes(deps.query, {
+            model: deps.queryGenerationModel,
+            middleman: deps.llm?.middleman,
+            readOnly: deps.runPage?.readOnly,
+          }),
+        );
+      }
+      // The web UI's playground: one generation through the same middleman as agents, tied to no run.
+      if (deps.llm) {
+        await scope.register(
+          playgroundRoutes({
+            middleman: deps.llm.middleman,
+            readOnly: deps.readOnly === true || deps.runPage?.readOnly === true,
+          }),
+        );
+      }
       if (deps.runPage) {
         await scope.register(
           runPageRoutes({

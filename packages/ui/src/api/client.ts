@@ -5,14 +5,68 @@
  */
 
 const TOKEN_KEY = 'terrarium.accessToken';
+const ID_TOKEN_KEY = 'terrarium.idToken';
+const EXPIRES_KEY = 'terrarium.accessTokenExpiresAt';
 
+/**
+ * The signed-in user's bearer token: the static ACCESS_TOKEN (kept in localStorage, it does not expire), or an OpenID
+ * Connect access token (kept in sessionStorage for this tab's session, with its expiry); null when there is none or
+ * it has expired.
+ */
 export function getAccessToken(): string | null {
-  return localStorage.getItem(TOKEN_KEY);
+  const expiresAt = Number(sessionStorage.getItem(EXPIRES_KEY));
+  if (expiresAt > 0 && expiresAt <= Date.now()) {
+    setAccessToken(null);
+    return null;
+  }
+  return sessionStorage.getItem(TOKEN_KEY) ?? localStorage.getItem(TOKEN_KEY);
 }
 
 export function setAccessToken(token: string | null): void {
+  sessionStorage.removeItem(TOKEN_KEY);
+  sessionStorage.removeItem(ID_TOKEN_KEY);
+  sessionStorage.removeItem(EXPIRES_KEY);
   if (token === null) localStorage.removeItem(TOKEN_KEY);
   else localStorage.setItem(TOKEN_KEY, token);
+}
+
+export interface OidcSession {
+  accessToken: string;
+  idToken?: string | undefined;
+  /** Epoch milliseconds when the access token expires. */
+  expiresAt?: number | undefined;
+}
+
+/** Keeps an OpenID Connect sign-in for this tab's session (sessionStorage: closing the tab signs out). */
+export function setOidcSession(session: OidcSession): void {
+  setAccessToken(null);
+  sessionStorage.setItem(TOKEN_KEY, session.accessToken);
+  if (session.idToken) sessionStorage.setItem(ID_TOKEN_KEY, session.idToken);
+  if (session.expiresAt) sessionStorage.setItem(EXPIRES_KEY, String(session.expiresAt));
+}
+
+/** The ID token of an OpenID Connect sign-in; the server reads the user's name from it (X-Id-Token). */
+export function getIdToken(): string | null {
+  return getAccessToken() === null ? null : sessionStorage.getItem(ID_TOKEN_KEY);
+}
+
+/** The signed-in user's display name from the ID token's claims (display only: the server verifies the token). */
+export function signedInName(): string | null {
+  const idToken = getIdToken();
+  if (!idToken) return null;
+  try {
+    const payload = idToken.split('.')[1] ?? '';
+    const claims = JSON.parse(atob(payload.replace(/-/g, '+').replace(/_/g, '/'))) as Record<string, unknown>;
+    const name = claims.name ?? claims.email ?? claims.sub;
+    return typeof name === 'string' ? name : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The sign-in page's address that comes back to `returnTo` (default: the current page) afterwards. */
+export function signInPath(returnTo = location.pathname + location.search, reason?: 'expired'): string {
+  return `/login?next=${encodeURIComponent(returnTo)}${reason ? `&reason=${reason}` : ''}`;
 }
 
 export class ApiError extends Error {
@@ -62,8 +116,10 @@ export interface ApiFetchInit extends Omit<RequestInit, 'body'> {
 export async function apiFetch<T>(path: string, init: ApiFetchInit = {}): Promise<T> {
   const { json, headers, ...rest } = init;
   const token = getAccessToken();
+  const idToken = getIdToken();
   const merged = new Headers(headers);
   if (token) merged.set('authorization', `Bearer ${token}`);
+  if (idToken) merged.set('x-id-token', idToken);
   if (json !== undefined) merged.set('content-type', 'application/json');
   let response: Response;
   try {
@@ -80,6 +136,11 @@ export async function apiFetch<T>(path: string, init: ApiFetchInit = {}): Promis
     );
   }
   const text = await response.text();
+  if (response.status === 401 && token !== null && !location.pathname.startsWith('/login')) {
+    // The token expired or was revoked: sign in again, coming back to this page afterwards.
+    setAccessToken(null);
+    location.assign(signInPath(undefined, 'expired'));
+  }
   if (!response.ok) throw errorFromResponse(response.status, response.statusText, text);
   return (text ? JSON.parse(text) : undefined) as T;
 }
