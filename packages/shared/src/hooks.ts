@@ -38,6 +38,9 @@ export const PauseReason = z.enum([
   'human-rating',
   'scoring',
   'checkpoint',
+  // A person paused the branch (run page, POST /api/runs/:id/branches/:n/pause); only a person ends it.
+  'user',
+  // Before 'user' existed, a person's pause was recorded as 'legacy'; old rows keep it.
   'legacy',
 ]);
 export type PauseReason = z.infer<typeof PauseReason>;

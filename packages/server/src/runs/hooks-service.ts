@@ -348,7 +348,7 @@ export class HooksService {
 
   async pause(
     key: BranchKey,
-    reason: Extract<PauseReason, 'pause-hook' | 'pyhooks-retry' | 'legacy'>,
+    reason: Extract<PauseReason, 'pause-hook' | 'pyhooks-retry' | 'legacy' | 'user'>,
     start?: number,
   ): Promise<{ paused: boolean; reason: string | null }> {
     await this.requireLiveBranch(key);
@@ -375,7 +375,9 @@ export class HooksService {
         `Branch ${key.agentBranchNumber} of run ${key.runId} is paused for ${open.reason}; ${
           HUMAN_PAUSES.includes(open.reason)
             ? "only a person's answer ends this pause"
-            : 'the agent cannot end this pause'
+            : open.reason === 'user'
+              ? 'a person paused it and only a person unpauses it'
+              : 'the agent cannot end this pause'
         }.`,
       );
     }

@@ -251,21 +251,50 @@ describe('run page API', () => {
     expect(noBranch.body.error.message).toBe(`Run ${runId} has no branch 7.`);
   });
 
-  it('lets a person pause a branch and unpause it', async () => {
-    const { runId } = await seedRun(repo());
+  it('lets a person pause a branch (reason user) and unpause it', async () => {
+    const { runId, token } = await seedRun(repo());
     const paused = await test.api<{ paused: boolean; reason: string }>('POST', `/api/runs/${runId}/branches/0/pause`);
-    expect(paused.body).toEqual({ paused: true, reason: 'legacy' });
-    expect((await repo().getOpenPause(runId, 0))?.reason).toBe('legacy');
+    expect(paused.body).toEqual({ paused: true, reason: 'user' });
+    expect((await repo().getOpenPause(runId, 0))?.reason).toBe('user');
     const usage = await test.api<{ isPaused: boolean; pausedReason: string; usageLimits: { tokens: number } }>(
       'GET',
       `/api/runs/${runId}/branches/0/usage`,
     );
-    expect(usage.body).toMatchObject({ isPaused: true, pausedReason: 'legacy', usageLimits: { tokens: 300_000 } });
+    expect(usage.body).toMatchObject({ isPaused: true, pausedReason: 'user', usageLimits: { tokens: 300_000 } });
+    // pyhooks (Vivaria's agent library) knows no 'user' reason: its usage route says 'legacy'.
+    const input = encodeURIComponent(JSON.stringify({ runId, agentBranchNumber: 0 }));
+    const pyhooksUsage = await fetch(`${test.server.url}/getRunUsageHooks?input=${input}`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(
+      ((await pyhooksUsage.json()) as { result: { data: { isPaused: boolean; pausedReason: string } } }).result.data,
+    ).toMatchObject({ isPaused: true, pausedReason: 'legacy' });
+    // The agent cannot end a person's pause.
+    const agentUnpause = await fetch(`${test.server.url}/hooks/runs/${runId}/branches/0/unpause`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ reason: 'pause-hook' }),
+    });
+    expect(agentUnpause.status).toBe(409);
+    expect(((await agentUnpause.json()) as { error: { message: string } }).error.message).toMatch(
+      /paused for user; a person paused it and only a person unpauses it/,
+    );
     const unpaused = await test.api<{ paused: boolean }>('POST', `/api/runs/${runId}/branches/0/unpause`);
     expect(unpaused.body).toEqual({ paused: false, reason: null });
     expect(await repo().getOpenPause(runId, 0)).toBeUndefined();
-    const kinds = (await repo().listTraceEntries(runId)).map((e) => e.kind);
-    expect(kinds).toEqual(['pause', 'unpause']);
+    const entries = await repo().listTraceEntries(runId);
+    expect(entries.map((e) => [e.kind, e.content])).toEqual([
+      ['pause', { reason: 'user' }],
+      ['unpause', { reason: 'user' }],
+    ]);
+
+    // A person's pause recorded before 'user' existed (reason 'legacy') still reads and still ends.
+    const old = await seedRun(repo());
+    await repo().insertPause({ runId: old.runId, agentBranchNumber: 0, start: new Date(), reason: 'legacy' });
+    const oldUsage = await test.api<{ pausedReason: string }>('GET', `/api/runs/${old.runId}/branches/0/usage`);
+    expect(oldUsage.body.pausedReason).toBe('legacy');
+    const oldUnpaused = await test.api('POST', `/api/runs/${old.runId}/branches/0/unpause`);
+    expect(oldUnpaused.body).toEqual({ paused: false, reason: null });
 
     const ended = await seedRun(repo(), { branchRunning: false });
     const refused = await test.api<{ error: { message: string } }>('POST', `/api/runs/${ended.runId}/branches/0/pause`);

@@ -115,6 +115,8 @@ const VIVARIA_PAUSE_NAMES: Record<string, string> = {
   scoring: 'scoring',
   checkpoint: 'checkpointExceeded',
   legacy: 'legacy',
+  // Vivaria has no reason for a person's pause: pyhooks' enum would refuse 'user', so it reads as 'legacy'.
+  user: 'legacy',
 };
 
 interface Procedure<S extends z.ZodType> {

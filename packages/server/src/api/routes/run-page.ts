@@ -199,11 +199,11 @@ export function runPageRoutes(deps: RunPageDependencies): FastifyPluginAsyncZod 
       { schema: { params: BranchParams, response: { 200: UserPauseResponse } } },
       async (request) => {
         try {
-          // 'legacy' is the blocking pause reason that is neither the agent's own nor a human-input wait; the
-          // person ends it with POST …/unpause.
+          // 'user': a person's pause, distinct from the agent's own and from a human-input wait. It holds the
+          // agent's hook calls and only a person ends it (POST …/unpause); the agent's unpause is refused.
           return await deps.hooks.pause(
             { runId: request.params.runId, agentBranchNumber: request.params.agentBranchNumber },
-            'legacy',
+            'user',
           );
         } catch (error) {
           if (error instanceof BranchPausedError) throw new HttpError(409, error.message);

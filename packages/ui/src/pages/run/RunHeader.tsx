@@ -26,6 +26,31 @@ function Meter({
   );
 }
 
+/** Why the branch is paused, in words (reasons: PauseReason in packages/shared/src/hooks.ts). */
+export function pauseLabel(reason: string | null): string {
+  switch (reason) {
+    case 'user':
+      return 'paused by a person';
+    case 'pause-hook':
+      return 'paused by the agent';
+    case 'pyhooks-retry':
+      return 'paused (agent retrying)';
+    case 'human-input':
+      return 'paused (waiting for human input)';
+    case 'human-rating':
+      return 'paused (waiting for a rating)';
+    case 'scoring':
+      return 'paused (scoring)';
+    case 'checkpoint':
+      return 'paused (checkpoint reached)';
+    // Rows from before the 'user' reason: a person's pause was recorded as 'legacy'.
+    case 'legacy':
+      return 'paused (legacy)';
+    default:
+      return `paused (${reason ?? 'unknown reason'})`;
+  }
+}
+
 /** Status, task, agent, usage against limits, scores and the run's actions. */
 export function RunHeader({
   run,
@@ -55,7 +80,11 @@ export function RunHeader({
       <div className="row">
         <h1>
           Run {run.id} <span className={`status status-${run.status}`}>{run.status}</span>
-          {paused && <span className="status status-paused">paused ({usage?.pausedReason})</span>}
+          {paused && (
+            <span className="status status-paused" title={`Pause reason: ${usage?.pausedReason ?? 'unknown'}`}>
+              {pauseLabel(usage?.pausedReason ?? null)}
+            </span>
+          )}
         </h1>
         <span className="spacer" />
         {!readOnly && (
