@@ -16,7 +16,6 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
-import { sql } from 'drizzle-orm';
 import { createDatabase } from '../packages/server/src/db/index.js';
 import { traceEntries } from '../packages/server/src/db/schema.js';
 import { DrizzleRunRepository } from '../packages/server/src/runs/db-repository.js';
@@ -92,9 +91,8 @@ if (!existsSync(path.join(dataDir, 'pglite', 'PG_VERSION'))) {
     }
     await database.db.insert(traceEntries).values(rows);
   }
-  // PostgreSQL's autovacuum would analyze the table; PGlite runs none, and without statistics the planner sorts the
-  // whole run's entries for each page instead of walking the (run_id, id) index.
-  await database.db.execute(sql`analyze trace_entries`);
+  // No ANALYZE here: a real server's trace grows through the API, and it is the server's job to keep PGlite's
+  // statistics current (PGlite runs no autovacuum; see packages/server/src/db/pglite-analyze.ts).
   await database.close();
   console.log(`seeded ${total.toLocaleString()} entries in ${((performance.now() - seedStarted) / 1000).toFixed(1)} s`);
 }

@@ -7,15 +7,27 @@
 import { readFile } from 'node:fs/promises';
 import type { RunView } from '@terrarium/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type FakeLlmProvider, startFakeLlmProvider } from '../../server/test/helpers/fake-llm-provider.js';
 import { exampleAgent, exampleFamily } from '../../server/test/helpers/server.js';
 import { startUiHarness, type UiHarness } from './harness.js';
 
 describe('runs page (e2e)', { timeout: 240_000 }, () => {
   let ui: UiHarness;
+  let fake: FakeLlmProvider;
   const runs: RunView[] = [];
 
   beforeAll(async () => {
-    ui = await startUiHarness();
+    // The model behind RUNS_PAGE_QUERY_GENERATION_MODEL: a fake OpenAI-compatible provider on loopback.
+    fake = await startFakeLlmProvider();
+    ui = await startUiHarness({
+      server: {
+        env: {
+          OPENAI_API_URL: fake.url,
+          OPENAI_API_KEY: fake.keys.openai,
+          RUNS_PAGE_QUERY_GENERATION_MODEL: 'gpt-4o-mini',
+        },
+      },
+    });
     // Two real runs to the end, in a batch, one after the other (two cores).
     for (const taskName of ['sum', 'sum']) {
       runs.push(
@@ -28,7 +40,10 @@ describe('runs page (e2e)', { timeout: 240_000 }, () => {
       );
     }
   }, 600_000);
-  afterAll(async () => ui?.close());
+  afterAll(async () => {
+    await ui?.close();
+    await fake?.close();
+  });
 
   it('serves the UI with SPA fallback, and JSON 404s under /api', async () => {
     const index = await fetch(`${ui.baseUrl}/runs/12345?x=1`);
@@ -115,6 +130,33 @@ describe('runs page (e2e)', { timeout: 240_000 }, () => {
     expect(csv.split('\r\n').slice(0, 2)).toEqual([
       'id,task_id,status',
       `${runs[0]!.id},hello_world/sum,${runs[0]!.status}`,
+    ]);
+  });
+
+  it('writes SQL from words into the editor for review, and runs it only when asked', async () => {
+    const { page, baseUrl } = ui;
+    const generated = "SELECT id, task_id FROM runs WHERE task_id LIKE 'hello_world/%' ORDER BY id";
+    fake.reset();
+    fake.replyWith = () => `Here it is:\n\`\`\`sql\n${generated};\n\`\`\``;
+    await page.goto(`${baseUrl}/runs`);
+    await page.getByLabel('Describe a query').fill('runs of hello_world, oldest first');
+    await page.getByRole('button', { name: 'Write SQL' }).click();
+    const editor = page.getByRole('textbox', { name: 'SQL query' });
+    await expect.poll(() => editor.textContent()).toBe(generated);
+    fake.replyWith = undefined;
+    // The prompt carried the words and the schema the editor completes.
+    const prompt = JSON.stringify(fake.requests[0]?.body);
+    expect(prompt).toContain('runs of hello_world, oldest first');
+    expect(prompt).toMatch(/agent_branches\([^)]*score double precision/);
+    // Nothing ran by itself: no result until the person runs it.
+    expect(await page.getByRole('table', { name: 'Query result' }).count()).toBe(0);
+    await ui.screenshot('runs-query-generated');
+    await page.getByRole('button', { name: 'Run query' }).click();
+    await expect.poll(() => page.getByTestId('query-summary').textContent()).toMatch(/^2 rows/);
+    const result = page.getByRole('table', { name: 'Query result' });
+    expect(await result.getByRole('row').nth(1).getByRole('cell').allTextContents()).toEqual([
+      String(runs[0]!.id),
+      'hello_world/sum',
     ]);
   });
 

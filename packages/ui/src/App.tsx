@@ -1,14 +1,31 @@
-import { lazy, Suspense } from 'react';
+import { type ComponentType, lazy, type ReactNode, Suspense } from 'react';
 import { Navigate, Route, Routes } from 'react-router';
 import { Layout } from './components/Layout.js';
 import { RequireSignIn } from './components/RequireSignIn.js';
 import { LoginPage } from './pages/LoginPage.js';
-import { PlaygroundPage } from './pages/PlaygroundPage.js';
+import { LoginCallbackPage } from './pages/login/LoginCallbackPage.js';
 import { RunsPage } from './pages/RunsPage.js';
-import { TaskEnvironmentsPage } from './pages/TaskEnvironmentsPage.js';
 
-// The run page (trace viewer) is its own chunk: the runs page does not wait for it.
-const RunPage = lazy(() => import('./pages/run/RunPage.js').then((module) => ({ default: module.RunPage })));
+/** A page in its own chunk, so the runs page (the first one most people open) does not wait for its code. */
+function lazyPage<M>(load: () => Promise<M>, pick: (module: M) => ComponentType) {
+  return lazy(() => load().then((module) => ({ default: pick(module) })));
+}
+const RunPage = lazyPage(
+  () => import('./pages/run/RunPage.js'),
+  (m) => m.RunPage,
+);
+const TaskEnvironmentsPage = lazyPage(
+  () => import('./pages/TaskEnvironmentsPage.js'),
+  (m) => m.TaskEnvironmentsPage,
+);
+const PlaygroundPage = lazyPage(
+  () => import('./pages/PlaygroundPage.js'),
+  (m) => m.PlaygroundPage,
+);
+
+function Loading({ what, children }: { what: string; children: ReactNode }) {
+  return <Suspense fallback={<main className="page">Loading the {what}…</main>}>{children}</Suspense>;
+}
 
 /** The routes: every page but sign-in needs a token. */
 export function App() {
@@ -17,6 +34,7 @@ export function App() {
       <Route element={<Layout />}>
         <Route path="/" element={<Navigate to="/runs" replace />} />
         <Route path="/login" element={<LoginPage />} />
+        <Route path="/login/callback" element={<LoginCallbackPage />} />
         <Route
           path="/runs"
           element={
@@ -29,9 +47,9 @@ export function App() {
           path="/runs/:runId"
           element={
             <RequireSignIn>
-              <Suspense fallback={<main className="page">Loading the run page…</main>}>
+              <Loading what="run page">
                 <RunPage />
-              </Suspense>
+              </Loading>
             </RequireSignIn>
           }
         />
@@ -39,7 +57,9 @@ export function App() {
           path="/task-environments"
           element={
             <RequireSignIn>
-              <TaskEnvironmentsPage />
+              <Loading what="task environments">
+                <TaskEnvironmentsPage />
+              </Loading>
             </RequireSignIn>
           }
         />
@@ -47,7 +67,9 @@ export function App() {
           path="/playground"
           element={
             <RequireSignIn>
-              <PlaygroundPage />
+              <Loading what="playground">
+                <PlaygroundPage />
+              </Loading>
             </RequireSignIn>
           }
         />

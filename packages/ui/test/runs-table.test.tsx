@@ -5,6 +5,7 @@ import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { filterRuns, histogram, matchesFilter, scoresByTask } from '../src/pages/runs/filter.js';
 import { RunsTable } from '../src/pages/runs/RunsTable.js';
 import { ScoreDistribution } from '../src/pages/runs/ScoreDistribution.js';
+import { sortRuns } from '../src/pages/runs/sort.js';
 import { type RunsTableRow, rowsFromTable } from '../src/pages/runs/types.js';
 
 afterEach(cleanup);
@@ -53,6 +54,29 @@ describe('runs filter', () => {
   it('groups scores per task, most scored first, and bins them', () => {
     expect(scoresByTask(rows)).toEqual([{ taskId: 'hello_world/sum', scores: [0.5, 0.25] }]);
     expect(histogram([0, 0.05, 0.5, 1, 1], 4, 0, 1)).toEqual([2, 0, 1, 2]);
+  });
+});
+
+describe('sortRuns', () => {
+  it('sorts either way by any column, runs without a value last, ties newest first; leaves its input alone', () => {
+    const input = [...rows];
+    const ids = (column: Parameters<typeof sortRuns>[1]['column'], desc: boolean) =>
+      sortRuns(input, { column, desc }).map((r) => r.id);
+    expect(ids('id', true)).toEqual([12, 2, 1]);
+    expect(ids('score', false)).toEqual([12, 1, 2]);
+    expect(ids('score', true)).toEqual([1, 12, 2]);
+    expect(ids('batchName', false)).toEqual([12, 2, 1]);
+    expect(ids('taskId', false)).toEqual([2, 12, 1]);
+    expect(input.map((r) => r.id)).toEqual([1, 2, 12]);
+  });
+
+  it('sorts 10,000 runs', () => {
+    const many = Array.from({ length: 10_000 }, (_, i) =>
+      row(i + 1, { taskId: `family_${i % 12}/task_${i % 5}`, score: i % 3 === 0 ? null : (i % 100) / 100 }),
+    );
+    const sorted = sortRuns(many, { column: 'taskId', desc: false });
+    expect(sorted[0]!.taskId).toBe('family_0/task_0');
+    expect(sortRuns(many, { column: 'score', desc: true }).at(-1)!.score).toBeNull();
   });
 });
 

@@ -1,3 +1,11 @@
+export {
+  extractSql,
+  GeneratedQuery,
+  GenerateQueryRequest,
+  generateQuery,
+  NoSqlInAnswerError,
+  schemaAsPrompt,
+} from './generate.js';
 export { DEFAULT_READONLY_ROLE } from './readonly-role.js';
 export { PgliteQueryRunner, PostgresQueryRunner, type QueryRunner } from './runner.js';
 export { RUNS_TABLE_COLUMNS, RunsTableQuery, RunsTableResponse, runsTableJson } from './runs-table.js';

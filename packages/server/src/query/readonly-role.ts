@@ -59,6 +59,22 @@ export async function grantReadOnly(execute: Execute, role: string): Promise<voi
   await executeFormatted(execute, 'GRANT USAGE ON SCHEMA public TO %I', [role]);
   await executeFormatted(execute, 'GRANT SELECT ON ALL TABLES IN SCHEMA public TO %I', [role]);
   await executeFormatted(execute, 'ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO %I', [role]);
+  await withholdSecretTables(execute, role);
+}
+
+/**
+ * Tables the runs page's queries may not read even though they are in the public schema: the microVM manager's
+ * credentials (webhook signing secrets, API key and admin session hashes). People who may query runs are not
+ * thereby the VMM's administrators.
+ */
+export const WITHHELD_TABLES = ['vmm_webhooks', 'vmm_api_keys', 'vmm_admin_sessions'] as const;
+
+/** Takes SELECT on the withheld tables back from the role (those that exist; a later grant-all would give it back). */
+export async function withholdSecretTables(execute: Execute, role: string): Promise<void> {
+  for (const table of WITHHELD_TABLES) {
+    const { rows } = await execute('SELECT to_regclass($1) IS NOT NULL AS present', [`public.${table}`]);
+    if (rows[0]?.present === true) await executeFormatted(execute, 'REVOKE ALL ON public.%I FROM %I', [table, role]);
+  }
 }
 
 /** Lets the current user SET ROLE to the role (needed on PostgreSQL when the server's user is not a superuser). */

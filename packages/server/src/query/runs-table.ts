@@ -50,10 +50,12 @@ export async function runsTableJson(db: Database, limit: number): Promise<string
   const result = await db.execute<{ rows: string | null }>(sql`
     SELECT coalesce(json_agg(json_build_array(
         r.id, r.status, r.task_id, r.agent_name, r.batch_name, b.score,
-        coalesce(u.input_tokens + u.output_tokens, 0), coalesce(u.cost, 0),
+        coalesce(u.input_tokens + u.output_tokens, 0),
+        -- Dollars to a millionth: a float's 17 digits would be a fifth of the payload and say nothing more.
+        coalesce(round(u.cost::numeric, 6), 0),
         to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
       ) ORDER BY r.id DESC), '[]')::text AS rows
-    FROM (SELECT * FROM runs ORDER BY id DESC LIMIT ${limit}) AS r
+    FROM (SELECT id, status, task_id, agent_name, batch_name, created_at FROM runs ORDER BY id DESC LIMIT ${limit}) AS r
     LEFT JOIN agent_branches b ON b.run_id = r.id AND b.agent_branch_number = 0
     LEFT JOIN branch_usage u ON u.run_id = r.id AND u.agent_branch_number = 0`);
   const rows = result.rows[0]?.rows ?? '[]';

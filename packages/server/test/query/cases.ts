@@ -105,6 +105,16 @@ export function defineQueryCases(get: () => QueryFixture): void {
     );
   });
 
+  it('withholds the microVM manager credentials (webhook secrets, key and session hashes)', async () => {
+    const { service } = get();
+    const names = (await service.schema()).tables.map((table) => table.name);
+    for (const table of ['vmm_webhooks', 'vmm_api_keys', 'vmm_admin_sessions']) {
+      expect(names).not.toContain(table);
+      await expect(service.run(`SELECT * FROM ${table}`)).rejects.toThrow(/permission denied/);
+    }
+    expect(names).toContain('vmm_vms');
+  });
+
   it('lists the run table with trunk score and usage', async () => {
     const { handle, service } = get();
     const { run } = await seedRun(handle.db, { status: 'submitted' });

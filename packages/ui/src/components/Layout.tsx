@@ -1,5 +1,6 @@
 import { NavLink, Outlet, useNavigate } from 'react-router';
-import { getAccessToken, setAccessToken } from '../api/client.js';
+import { getAccessToken, setAccessToken, signedInName } from '../api/client.js';
+import { useAuthConfig } from '../pages/login/auth-config.js';
 import { ErrorBoundary } from './ErrorBoundary.js';
 
 const LINKS = [
@@ -12,6 +13,8 @@ const LINKS = [
 export function Layout() {
   const navigate = useNavigate();
   const signedIn = getAccessToken() !== null;
+  const readOnly = useAuthConfig().data?.readOnly === true;
+  const name = signedIn ? signedInName() : null;
   return (
     <>
       <header className="nav">
@@ -26,17 +29,28 @@ export function Layout() {
           ))}
         </nav>
         <span className="spacer" />
-        {signedIn ? (
-          <button
-            type="button"
-            className="link-button"
-            onClick={() => {
-              setAccessToken(null);
-              navigate('/login');
-            }}
+        {readOnly ? (
+          <span
+            className="status"
+            style={{ background: '#fde68a', color: '#1f2937', fontWeight: 600 }}
+            title="VIVARIA_IS_READ_ONLY: everything is visible, nothing can be changed"
           >
-            Sign out
-          </button>
+            Read-only
+          </span>
+        ) : signedIn ? (
+          <>
+            {name && <span className="hint">{name}</span>}
+            <button
+              type="button"
+              className="link-button"
+              onClick={() => {
+                setAccessToken(null);
+                navigate('/login');
+              }}
+            >
+              Sign out
+            </button>
+          </>
         ) : (
           <NavLink to="/login">Sign in</NavLink>
         )}

@@ -1,14 +1,15 @@
 import { useQueryClient } from '@tanstack/react-query';
-import { lazy, Suspense, useCallback, useMemo } from 'react';
+import { lazy, Suspense, useCallback, useDeferredValue, useMemo } from 'react';
 import { useSearchParams } from 'react-router';
 import { useApi, useApiMutation } from '../api/query.js';
 import { ErrorBanner } from '../components/ErrorBanner.js';
 import { downloadText, toCsv } from '../lib/csv.js';
+import { useReadOnly } from './login/auth-config.js';
 import { BatchLimits } from './runs/BatchLimits.js';
 import { filterRuns } from './runs/filter.js';
 import { RunsTable } from './runs/RunsTable.js';
 import { ScoreDistribution } from './runs/ScoreDistribution.js';
-import { type RunsTableResponse, rowsFromTable } from './runs/types.js';
+import { type RunsTableResponse, type RunsTableRow, rowsFromTable } from './runs/types.js';
 
 // The SQL editor (CodeMirror) loads after the table, so it does not delay the first render of the runs.
 const QueryPanel = lazy(() => import('./runs/QueryPanel.js').then((module) => ({ default: module.QueryPanel })));
@@ -28,13 +29,17 @@ const STATUSES = [
   'usage-limits',
 ];
 
+const NO_ROWS: RunsTableRow[] = [];
+
 /** The runs page: runs table (filter and sort, kill), score distributions, batch limits and the SQL editor. */
 export function RunsPage() {
   const [params, setParams] = useSearchParams();
   const text = params.get('q') ?? '';
   const status = params.get('status') ?? '';
   const client = useQueryClient();
-  const runs = useApi<RunsTableResponse>(RUNS_TABLE_PATH, { refetchInterval: 5000 });
+  // staleTime: the runs main.tsx (or index.html) just fetched are not fetched again when the page mounts.
+  const runs = useApi<RunsTableResponse>(RUNS_TABLE_PATH, { refetchInterval: 5000, staleTime: 4000 });
+  const readOnly = useReadOnly();
   const allRows = useMemo(() => (runs.data ? rowsFromTable(runs.data) : undefined), [runs.data]);
   const kill = useApiMutation<unknown, number>(
     (runId) => ({ path: `/api/runs/${runId}/kill`, init: { method: 'POST' } }),
@@ -42,7 +47,9 @@ export function RunsPage() {
   );
   const { mutate: killRun } = kill;
   const onKill = useCallback((runId: number) => killRun(runId), [killRun]);
-  const rows = useMemo(() => filterRuns(allRows ?? [], { text, status }), [allRows, text, status]);
+  const rows = useMemo(() => filterRuns(allRows ?? NO_ROWS, { text, status }), [allRows, text, status]);
+  // The histograms of 10,000 scores come in a second, interruptible render: the table paints first.
+  const plottedRows = useDeferredValue(rows);
 
   function setParam(name: string, value: string) {
     setParams(
@@ -109,10 +116,14 @@ export function RunsPage() {
       </div>
       {runs.error && <ErrorBanner error={runs.error} title="Runs unavailable" />}
       {kill.error && <ErrorBanner error={kill.error} title="Kill failed" />}
-      <RunsTable rows={rows} onKill={onKill} />
+      <RunsTable rows={rows} onKill={readOnly ? undefined : onKill} />
       <section aria-labelledby="scores-heading">
         <h2 id="scores-heading">Score distribution per task</h2>
-        <ScoreDistribution rows={rows} />
+        {plottedRows !== rows && plottedRows.length === 0 ? (
+          <p className="hint">Drawing score distributions…</p>
+        ) : (
+          <ScoreDistribution rows={plottedRows} />
+        )}
       </section>
       <BatchLimits />
       {/* After the runs: the editor's code and its schema query would otherwise compete with the first render. */}

@@ -3,9 +3,10 @@ import { useSearchParams } from 'react-router';
 import { useApi, useApiMutation } from '../../api/query.js';
 import { ErrorBanner } from '../../components/ErrorBanner.js';
 import { downloadText, toCsv } from '../../lib/csv.js';
+import { QueryGenerator } from './QueryGenerator.js';
 import { ResultGrid } from './ResultGrid.js';
 import { SqlEditor } from './SqlEditor.js';
-import type { QueryResult, QuerySchema } from './types.js';
+import type { QueryConfig, QueryResult, QuerySchema } from './types.js';
 
 export const DEFAULT_SQL = 'SELECT id, task_id, status, created_at FROM runs ORDER BY id DESC LIMIT 100';
 
@@ -18,6 +19,8 @@ export function QueryPanel() {
   const [params, setParams] = useSearchParams();
   const [text, setText] = useState(params.get('sql') ?? DEFAULT_SQL);
   const schema = useApi<QuerySchema>('/api/query/schema', { staleTime: 5 * 60_000 });
+  const config = useApi<QueryConfig>('/api/query/config', { staleTime: 5 * 60_000 });
+  const generationModel = config.data?.generationModel;
   const query = useApiMutation<QueryResult, string>((sql) => ({
     path: '/api/query',
     init: { method: 'POST', json: { sql } },
@@ -50,6 +53,7 @@ export function QueryPanel() {
   return (
     <section aria-labelledby="query-heading" className="stack">
       <h2 id="query-heading">Query</h2>
+      {generationModel && <QueryGenerator model={generationModel} onGenerated={setText} />}
       <SqlEditor value={text} onChange={setText} onRun={run} schema={schema.data} />
       <div className="row">
         <button type="button" className="primary" onClick={run} disabled={query.isPending}>

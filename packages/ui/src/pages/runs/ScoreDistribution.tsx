@@ -1,3 +1,4 @@
+import { memo, useMemo } from 'react';
 import { histogram, scoresByTask } from './filter.js';
 import type { RunsTableRow } from './types.js';
 
@@ -5,9 +6,18 @@ const BINS = 10;
 const WIDTH = 180;
 const HEIGHT = 60;
 
-/** Small histograms of scores per task (the tasks with the most scored runs), drawn as plain SVG. */
-export function ScoreDistribution({ rows, maxTasks = 6 }: { rows: RunsTableRow[]; maxTasks?: number }) {
-  const tasks = scoresByTask(rows).slice(0, maxTasks);
+/**
+ * Small histograms of scores per task (the tasks with the most scored runs), drawn as plain SVG. Memoized: the same
+ * rows (a poll that changed nothing, a keystroke elsewhere) are not binned again.
+ */
+export const ScoreDistribution = memo(function ScoreDistribution({
+  rows,
+  maxTasks = 6,
+}: {
+  rows: RunsTableRow[];
+  maxTasks?: number;
+}) {
+  const tasks = useMemo(() => scoresByTask(rows).slice(0, maxTasks), [rows, maxTasks]);
   if (tasks.length === 0) return <p className="hint">No scored runs yet: score distributions appear here.</p>;
   return (
     <div className="plots">
@@ -58,4 +68,4 @@ export function ScoreDistribution({ rows, maxTasks = 6 }: { rows: RunsTableRow[]
       })}
     </div>
   );
-}
+});

@@ -45,6 +45,18 @@ export interface QueryResult {
   durationMs: number;
 }
 
+/** Answer of GET /api/query/config: the runs-page query features this server offers. */
+export interface QueryConfig {
+  /** RUNS_PAGE_QUERY_GENERATION_MODEL, or null when writing SQL from words is off. */
+  generationModel: string | null;
+}
+
+/** Answer of POST /api/query/generate. */
+export interface GeneratedQuery {
+  model: string;
+  sql: string;
+}
+
 /** Answer of GET /api/query/schema. */
 export interface QuerySchema {
   tables: { name: string; columns: { name: string; type: string }[] }[];
