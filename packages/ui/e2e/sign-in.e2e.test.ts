@@ -75,7 +75,9 @@ describe('OIDC sign-in in the browser (USE_AUTH0=true)', () => {
   it('signs out', async () => {
     const { page, baseUrl } = ui;
     await page.getByRole('button', { name: 'Sign out' }).click();
+    // Through the provider's end-session endpoint, which ends its own session too, and back to sign-in.
     await page.waitForURL(`${baseUrl}/login`);
+    expect(provider.logouts).toEqual([{ sub: provider.user.sub, clientId: provider.clientId }]);
     expect(await page.evaluate(`sessionStorage.getItem('${TOKEN_KEY}')`)).toBeNull();
     await page.goto(`${baseUrl}/runs`);
     await page.waitForURL(/\/login\?next=%2Fruns/);

@@ -2,7 +2,7 @@
  * A small but real OpenID Connect provider for tests, on 127.0.0.1 (http, which Terrarium accepts for loopback issuers
  * outside production): discovery, JWKS, an authorization page that signs the test user in on one click (Authorization
  * Code with PKCE S256 only), the token endpoint (authorization_code, client_credentials, device_code), and the device
- * authorization endpoint. Tokens are RS256 JWTs signed with jose, like Auth0's.
+ * authorization endpoint, and RP-initiated logout (`end_session_endpoint`). Tokens are RS256 JWTs signed with jose, like Auth0's.
  *
  * Why not `oidc-provider`: its JWT access tokens need resource-indicator plumbing and its interaction pages need a
  * session store; this one is a few hundred lines whose every behaviour a test can see and steer (expiry, audience,
@@ -11,7 +11,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
+import { exportJWK, generateKeyPair, type JWK, jwtVerify, SignJWT } from 'jose';
 
 type SigningKey = Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
 
@@ -68,9 +68,12 @@ export class TestOidcProvider {
   readonly user: TestUser;
   /** Every token request's grant type, in order (tests check which flow a client used). */
   readonly grants: string[] = [];
+  /** Every session ended at the end-session endpoint: whose (from id_token_hint) and for which client. */
+  readonly logouts: { sub: string; clientId: string }[] = [];
   private server!: Server;
   private port = 0;
   private privateKey!: SigningKey;
+  private publicKey!: SigningKey;
   private otherKey!: SigningKey;
   private jwk!: JWK;
   private readonly codes = new Map<string, PendingCode>();
@@ -104,6 +107,7 @@ export class TestOidcProvider {
   async start(): Promise<this> {
     const pair = await generateKeyPair('RS256', { extractable: true });
     this.privateKey = pair.privateKey;
+    this.publicKey = pair.publicKey;
     this.jwk = { ...(await exportJWK(pair.publicKey)), kid: 'test-key-1', alg: 'RS256', use: 'sig' };
     this.otherKey = (await generateKeyPair('RS256')).privateKey;
     this.server = createServer((request, response) => {
@@ -165,6 +169,7 @@ export class TestOidcProvider {
           authorization_endpoint: `${this.issuer}authorize`,
           token_endpoint: `${this.issuer}oauth/token`,
           jwks_uri: this.jwksUri,
+          end_session_endpoint: `${this.issuer}logout`,
           ...(this.options.deviceFlow !== false && {
             device_authorization_endpoint: `${this.issuer}oauth/device/code`,
           }),
@@ -189,6 +194,8 @@ export class TestOidcProvider {
         return this.token(await form(request), request, response);
       case 'POST /oauth/device/code':
         return this.deviceCode(await form(request), response);
+      case 'GET /logout':
+        return this.endSession(url.searchParams, response);
       default:
         return send(response, 404, { error: 'not_found' });
     }
@@ -292,6 +299,25 @@ export class TestOidcProvider {
       });
     }
     return send(response, 400, { error: 'unsupported_grant_type' });
+  }
+
+  /** RP-initiated logout: the ID token names whose session ends; back to post_logout_redirect_uri afterwards. */
+  private async endSession(p: URLSearchParams, response: ServerResponse): Promise<void> {
+    const hint = p.get('id_token_hint');
+    const target = p.get('post_logout_redirect_uri');
+    if (!hint || !target)
+      return void response
+        .writeHead(400, { 'content-type': 'text/plain' })
+        .end('id_token_hint and post_logout_redirect_uri are required');
+    const { payload } = await jwtVerify(hint, this.publicKey, { issuer: this.issuer }).catch(() => ({
+      payload: undefined,
+    }));
+    if (!payload?.sub || payload.aud !== p.get('client_id'))
+      return void response
+        .writeHead(400, { 'content-type': 'text/plain' })
+        .end('id_token_hint is not an ID token of this client');
+    this.logouts.push({ sub: payload.sub, clientId: p.get('client_id') ?? '' });
+    response.writeHead(302, { location: target }).end();
   }
 
   private deviceCode(p: URLSearchParams, response: ServerResponse): void {

@@ -427,6 +427,7 @@ export function describeSandboxConformance(
         await sandbox.destroy();
       });
 
+      // A fresh sandbox plus 200 MB of writes: a software-emulated VM on a loaded machine can need more than 30 s.
       it('either enforces a disk limit or refuses it with SandboxUnsupportedError', async () => {
         let sandbox: Sandbox;
         try {
@@ -439,7 +440,7 @@ export function describeSandboxConformance(
         const result = await sh(sandbox, 'head -c 400000000 /dev/zero > /root/big');
         expect(result.exitCode).not.toBe(0);
         await sandbox.destroy();
-      });
+      }, 120_000);
 
       it('has only loopback with network "none"', async () => {
         const info = await shared.inspect();

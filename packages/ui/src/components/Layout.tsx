@@ -1,6 +1,7 @@
 import { NavLink, Outlet, useNavigate } from 'react-router';
-import { getAccessToken, setAccessToken, signedInName } from '../api/client.js';
+import { getAccessToken, getIdToken, setAccessToken, signedInName } from '../api/client.js';
 import { useAuthConfig } from '../pages/login/auth-config.js';
+import { signOutAtProvider } from '../pages/login/oidc.js';
 import { ErrorBoundary } from './ErrorBoundary.js';
 
 const LINKS = [
@@ -13,7 +14,8 @@ const LINKS = [
 export function Layout() {
   const navigate = useNavigate();
   const signedIn = getAccessToken() !== null;
-  const readOnly = useAuthConfig().data?.readOnly === true;
+  const authConfig = useAuthConfig().data;
+  const readOnly = authConfig?.readOnly === true;
   const name = signedIn ? signedInName() : null;
   return (
     <>
@@ -43,8 +45,10 @@ export function Layout() {
             <button
               type="button"
               className="link-button"
-              onClick={() => {
+              onClick={async () => {
+                const idToken = getIdToken();
                 setAccessToken(null);
+                if (authConfig?.oidc && (await signOutAtProvider(authConfig.oidc, idToken))) return;
                 navigate('/login');
               }}
             >

@@ -91,6 +91,27 @@ export async function completeSignIn(config: OidcConfig, currentUrl: URL): Promi
   return pending.next.startsWith('/') && !pending.next.startsWith('//') ? pending.next : '/runs';
 }
 
+/**
+ * Ends the provider's session too (OpenID Connect RP-Initiated Logout) when the provider publishes an
+ * `end_session_endpoint`: the browser leaves for it and comes back to the sign-in page. Resolves false when the
+ * provider has no such endpoint (or cannot be reached): then only this tab's tokens are gone.
+ */
+export async function signOutAtProvider(config: OidcConfig, idToken: string | null): Promise<boolean> {
+  let as: oauth.AuthorizationServer;
+  try {
+    as = await discover(config);
+  } catch {
+    return false;
+  }
+  if (!as.end_session_endpoint) return false;
+  const url = new URL(as.end_session_endpoint);
+  url.searchParams.set('client_id', config.clientId);
+  if (idToken) url.searchParams.set('id_token_hint', idToken);
+  url.searchParams.set('post_logout_redirect_uri', `${location.origin}/login`);
+  location.assign(url.toString());
+  return true;
+}
+
 /** A provider's error (`invalid_grant`, a refused consent…) as one sentence. */
 export function describeSignInError(error: unknown): string {
   if (error instanceof oauth.ResponseBodyError) return `${error.error}: ${error.error_description ?? error.message}`;
