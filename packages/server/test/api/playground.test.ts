@@ -1,26 +1,22 @@
 import type { PlaygroundGenerateView, PlaygroundModelsView } from '@terrarium/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type FakeLlmProvider, startFakeLlmProvider } from '../helpers/fake-llm-provider.js';
+import type { FakeLlmProvider } from '../helpers/fake-llm-provider.js';
 import { seedRun } from '../helpers/runs.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { type LlmTestServer, startLlmTestServer } from '../helpers/server.js';
 
 type ErrorBody = { error: { code: string; message: string } };
 
 /** The playground API against a real server: real HTTP, PGlite, and the fake OpenAI provider behind the middleman. */
 describe('playground API', () => {
-  let test: TestServer;
+  let test: LlmTestServer;
   let fake: FakeLlmProvider;
 
   beforeAll(async () => {
-    fake = await startFakeLlmProvider();
-    test = await startTestServer({
-      withBaseImage: false,
-      env: { OPENAI_API_URL: fake.url, OPENAI_API_KEY: fake.keys.openai },
-    });
+    test = await startLlmTestServer();
+    fake = test.fake;
   });
   afterAll(async () => {
     await test?.close();
-    await fake?.close();
   });
 
   it('lists the models the middleman permits (the provider’s list, filtered by routing)', async () => {
@@ -33,7 +29,6 @@ describe('playground API', () => {
   });
 
   it('sends a generation through the middleman and returns the completions, tokens, cost and duration', async () => {
-    await test.server.repo.ensureUser('u1', 'Test user');
     const bystander = await seedRun(test.server.repo);
     fake.reset();
     const { status, body } = await test.api<PlaygroundGenerateView>('POST', '/api/playground/generate', {

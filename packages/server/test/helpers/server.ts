@@ -6,6 +6,7 @@ import { isTerminalRunStatus, type RunView } from '@terrarium/shared';
 import { loadConfig } from '../../src/config/index.js';
 import { type RunningServer, type StartServerOptions, startServer } from '../../src/server.js';
 import { testBaseImage } from './base-image.js';
+import { type FakeLlmProvider, startFakeLlmProvider } from './fake-llm-provider.js';
 import { freePort } from './net.js';
 
 export const EXAMPLES_DIR = fileURLToPath(new URL('../../../../examples', import.meta.url));
@@ -94,4 +95,35 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
       await rm(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+export interface LlmTestServer extends TestServer {
+  /** The fake OpenAI provider behind the server's middleman; `close` stops it too. */
+  fake: FakeLlmProvider;
+}
+
+/**
+ * A test server (no base image) whose middleman talks to a fresh fake OpenAI provider, with the test user `u1`
+ * already known: for the routes that call a model on a person's behalf (summaries, query generation, playground).
+ */
+export async function startLlmTestServer(env: Record<string, string> = {}): Promise<LlmTestServer> {
+  const fake = await startFakeLlmProvider();
+  try {
+    const test = await startTestServer({
+      withBaseImage: false,
+      env: { OPENAI_API_URL: fake.url, OPENAI_API_KEY: fake.keys.openai, ...env },
+    });
+    await test.server.repo.ensureUser('u1', 'Test user');
+    return {
+      ...test,
+      fake,
+      async close() {
+        await test.close();
+        await fake.close();
+      },
+    };
+  } catch (error) {
+    await fake.close();
+    throw error;
+  }
 }

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { extractSql } from '../../src/query/index.js';
-import { type FakeLlmProvider, startFakeLlmProvider } from '../helpers/fake-llm-provider.js';
+import type { FakeLlmProvider } from '../helpers/fake-llm-provider.js';
 import { seedRun } from '../helpers/runs.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { type LlmTestServer, startLlmTestServer, startTestServer, type TestServer } from '../helpers/server.js';
 
 interface ErrorBody {
   error: { message: string };
@@ -20,26 +20,17 @@ describe('extractSql', () => {
 
 /** POST /api/query/generate against a real server, middleman and fake provider (real HTTP all the way). */
 describe('query generation (RUNS_PAGE_QUERY_GENERATION_MODEL)', () => {
-  let test: TestServer;
+  let test: LlmTestServer;
   let fake: FakeLlmProvider;
   const GENERATED =
     "SELECT r.id, b.score FROM runs r JOIN agent_branches b ON b.run_id = r.id WHERE r.task_id LIKE 'hello_world/%'";
 
   beforeAll(async () => {
-    fake = await startFakeLlmProvider();
-    test = await startTestServer({
-      withBaseImage: false,
-      env: {
-        OPENAI_API_URL: fake.url,
-        OPENAI_API_KEY: fake.keys.openai,
-        RUNS_PAGE_QUERY_GENERATION_MODEL: 'gpt-4o-mini',
-      },
-    });
-    await test.server.repo.ensureUser('u1', 'Test user');
+    test = await startLlmTestServer({ RUNS_PAGE_QUERY_GENERATION_MODEL: 'gpt-4o-mini' });
+    fake = test.fake;
   });
   afterAll(async () => {
     await test?.close();
-    await fake?.close();
   });
 
   it('tells the UI which model writes queries', async () => {

@@ -11,31 +11,22 @@ import { createDatabase } from '../../src/db/index.js';
 import { TraceReader } from '../../src/runs/annotations/trace-reader.js';
 import { streamTrace } from '../../src/runs/annotations/trace-stream.js';
 import { DrizzleRunRepository } from '../../src/runs/db-repository.js';
-import { type FakeLlmProvider, startFakeLlmProvider } from '../helpers/fake-llm-provider.js';
+import type { FakeLlmProvider } from '../helpers/fake-llm-provider.js';
 import { seedRun } from '../helpers/runs.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { type LlmTestServer, startLlmTestServer, startTestServer, type TestServer } from '../helpers/server.js';
 import { openSse, type SseEvent } from './sse-client.js';
 
 /** The run page's API against a real server (real HTTP, PGlite, the fake LLM provider behind the middleman). */
 describe('run page API', () => {
-  let test: TestServer;
+  let test: LlmTestServer;
   let fake: FakeLlmProvider;
 
   beforeAll(async () => {
-    fake = await startFakeLlmProvider();
-    test = await startTestServer({
-      withBaseImage: false,
-      env: {
-        OPENAI_API_URL: fake.url,
-        OPENAI_API_KEY: fake.keys.openai,
-        RUN_SUMMARY_GENERATION_MODEL: 'gpt-4o-mini',
-      },
-    });
-    await test.server.repo.ensureUser('u1', 'Test user');
+    test = await startLlmTestServer({ RUN_SUMMARY_GENERATION_MODEL: 'gpt-4o-mini' });
+    fake = test.fake;
   });
   afterAll(async () => {
     await test?.close();
-    await fake?.close();
   });
 
   const repo = () => test.server.repo;
