@@ -5,7 +5,7 @@ import { cleanup, fireEvent, render, screen, waitFor } from '@testing-library/re
 import { MemoryRouter } from 'react-router';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createQueryClient } from '../../src/api/query.js';
-import { pauseLabel, RunHeader } from '../../src/pages/run/RunHeader.js';
+import { pauseLabel, personCanUnpause, RunHeader } from '../../src/pages/run/RunHeader.js';
 
 afterEach(() => {
   cleanup();
@@ -52,6 +52,36 @@ describe('the run page’s pause', () => {
     // A person's pause from before the 'user' reason existed.
     expect(pauseLabel('legacy')).toBe('paused (legacy)');
     expect(pauseLabel('something-new')).toBe('paused (something-new)');
+  });
+
+  it('offers Unpause only for pauses a person can end', () => {
+    for (const reason of ['user', 'pause-hook', 'pyhooks-retry', 'checkpoint', 'legacy']) {
+      expect(personCanUnpause(reason)).toBe(true);
+    }
+    for (const reason of ['human-input', 'human-rating', 'scoring']) expect(personCanUnpause(reason)).toBe(false);
+  });
+
+  it('waits for the answer, not for Unpause, while the agent asks a person', () => {
+    vi.stubGlobal('fetch', vi.fn());
+    render(
+      <QueryClientProvider client={createQueryClient()}>
+        <MemoryRouter>
+          <RunHeader
+            run={run}
+            branch={0}
+            usage={usage('human-input')}
+            intermediateScores={[]}
+            branchScore={undefined}
+            readOnly={false}
+            summaryModel={null}
+          />
+        </MemoryRouter>
+      </QueryClientProvider>,
+    );
+    screen.getByText('paused (waiting for human input)');
+    expect(screen.queryByRole('button', { name: 'Unpause' })).toBeNull();
+    expect(screen.queryByRole('button', { name: 'Pause' })).toBeNull();
+    screen.getByRole('button', { name: 'Kill' });
   });
 
   it('shows a person’s pause in the header and offers Unpause, which calls the unpause route', async () => {

@@ -2,31 +2,22 @@ import type { TraceEntryView } from '@terrarium/shared';
 import { useEffect, useId, useState } from 'react';
 import { ApiError, apiFetch } from '../../api/client.js';
 import { ErrorBanner } from '../../components/ErrorBanner.js';
-import { useInvalidateRun, useRunAction } from './api.js';
+import { useInvalidateRun } from './api.js';
 import type { BranchInfo } from './trace-model.js';
 
-/** Chooses the branch shown, and scores it by hand. */
+/** Chooses the branch shown. */
 export function BranchBar({
-  runId,
   branches,
   branch,
   onBranch,
-  readOnly,
   branchesError,
 }: {
-  runId: number;
   branches: BranchInfo[];
   branch: number;
   onBranch: (n: number) => void;
-  readOnly: boolean;
   branchesError: unknown;
 }) {
   const selectId = useId();
-  const scoreId = useId();
-  const notesId = useId();
-  const [score, setScore] = useState('');
-  const [notes, setNotes] = useState('');
-  const manual = useRunAction(runId);
   return (
     <div className="branch-bar row panel">
       <label htmlFor={selectId}>Branch</label>
@@ -47,41 +38,6 @@ export function BranchBar({
           Branches unavailable: {branchesError instanceof Error ? branchesError.message : ''}
         </span>
       )}
-      <span className="spacer" />
-      {!readOnly && (
-        <form
-          className="row"
-          aria-label="Manual score"
-          onSubmit={(e) => {
-            e.preventDefault();
-            manual.mutate(
-              {
-                path: `/api/runs/${runId}/branches/${branch}/manual-score`,
-                json: { score: Number(score), ...(notes.trim() && { notes: notes.trim() }) },
-              },
-              { onSuccess: () => setNotes('') },
-            );
-          }}
-        >
-          <label htmlFor={scoreId}>Manual score</label>
-          <input
-            id={scoreId}
-            type="number"
-            step="any"
-            value={score}
-            onChange={(e) => setScore(e.target.value)}
-            size={6}
-            required
-          />
-          <label htmlFor={notesId}>Notes</label>
-          <input id={notesId} value={notes} onChange={(e) => setNotes(e.target.value)} size={18} />
-          <button type="submit" disabled={score.trim() === '' || manual.isPending}>
-            Save score
-          </button>
-          {manual.isSuccess && <span className="hint">Saved.</span>}
-        </form>
-      )}
-      <ErrorBanner error={manual.error} />
     </div>
   );
 }

@@ -26,6 +26,15 @@ function Meter({
   );
 }
 
+/**
+ * Pauses that end by themselves (a person's answer, a rating, the scorer finishing): the server refuses a person's
+ * unpause of these, so the header does not offer one.
+ */
+const PAUSES_THAT_END_BY_THEMSELVES = new Set(['human-input', 'human-rating', 'scoring']);
+
+/** Whether a person may end this pause with Unpause. */
+export const personCanUnpause = (reason: string | null) => !PAUSES_THAT_END_BY_THEMSELVES.has(reason ?? '');
+
 /** Why the branch is paused, in words (reasons: PauseReason in packages/shared/src/hooks.ts). */
 export function pauseLabel(reason: string | null): string {
   switch (reason) {
@@ -91,12 +100,14 @@ export function RunHeader({
           <div className="row" role="toolbar" aria-label="Run actions">
             {!ended &&
               (paused ? (
-                <button
-                  type="button"
-                  onClick={() => action.mutate({ path: `/api/runs/${run.id}/branches/${branch}/unpause` })}
-                >
-                  Unpause
-                </button>
+                personCanUnpause(usage?.pausedReason ?? null) && (
+                  <button
+                    type="button"
+                    onClick={() => action.mutate({ path: `/api/runs/${run.id}/branches/${branch}/unpause` })}
+                  >
+                    Unpause
+                  </button>
+                )
               ) : (
                 <button
                   type="button"

@@ -23,6 +23,7 @@ import {
 } from './api.js';
 import { BranchBar, ForkDialog } from './BranchBar.js';
 import { HumanRequests } from './HumanRequests.js';
+import { ManualScoring } from './ManualScoring.js';
 import { RunHeader } from './RunHeader.js';
 import { TraceList } from './TraceList.js';
 import { type BranchInfo, entriesForBranch, entryIdFromHash, usageSeries } from './trace-model.js';
@@ -136,13 +137,14 @@ function RunPageFor({ runId }: { runId: number }) {
         readOnly={readOnly}
         summaryModel={config.data?.runSummaryModel ?? null}
       />
-      <BranchBar
+      <BranchBar branches={branchList} branch={branch} onBranch={setBranch} branchesError={branches.error} />
+      <ManualScoring
         runId={runId}
-        branches={branchList}
         branch={branch}
-        onBranch={setBranch}
+        awaitsManualScore={
+          branchInfo?.status === 'manual-scoring' || (branch === 0 && run.data.status === 'manual-scoring')
+        }
         readOnly={readOnly}
-        branchesError={branches.error}
       />
       <HumanRequests runId={runId} branch={branch} requests={humanRequests.data ?? []} readOnly={readOnly} />
       <div className="run-columns">

@@ -3,6 +3,7 @@ import type {
   AgentOutputView,
   HookUsageResponse,
   HumanRequestView,
+  ManualScoreView,
   RunSummaryView,
   RunView,
   TraceEntryComment,
@@ -79,6 +80,10 @@ export function useComments(runId: number) {
   return useApi<TraceEntryComment[]>(`/api/runs/${runId}/comments`, { queryKey: ['comments', runId] });
 }
 
+export function useManualScores(runId: number) {
+  return useApi<ManualScoreView[]>(`/api/runs/${runId}/manual-scores`, { queryKey: ['manual-scores', runId] });
+}
+
 export function useTags(runId: number) {
   return useApi<TraceEntryTag[]>(`/api/runs/${runId}/tags`, { queryKey: ['tags', runId] });
 }
@@ -95,6 +100,7 @@ export function useInvalidateRun(runId: number) {
         ['human-requests', runId],
         ['intermediate-scores', runId],
         ['agent-output', runId],
+        ['manual-scores', runId],
       ].map((queryKey) => client.invalidateQueries({ queryKey })),
     );
 }
