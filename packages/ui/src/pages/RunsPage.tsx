@@ -3,6 +3,7 @@ import { lazy, Suspense, useCallback, useDeferredValue, useMemo } from 'react';
 import { useSearchParams } from 'react-router';
 import { useApi, useApiMutation } from '../api/query.js';
 import { ErrorBanner } from '../components/ErrorBanner.js';
+import { confirmKill } from '../lib/confirm-kill.js';
 import { downloadText, toCsv } from '../lib/csv.js';
 import { useReadOnly } from './login/auth-config.js';
 import { BatchLimits } from './runs/BatchLimits.js';
@@ -46,7 +47,12 @@ export function RunsPage() {
     { onSuccess: () => client.invalidateQueries({ queryKey: [RUNS_TABLE_PATH] }) },
   );
   const { mutate: killRun } = kill;
-  const onKill = useCallback((runId: number) => killRun(runId), [killRun]);
+  const onKill = useCallback(
+    (runId: number) => {
+      if (confirmKill(runId)) killRun(runId);
+    },
+    [killRun],
+  );
   const rows = useMemo(() => filterRuns(allRows ?? NO_ROWS, { text, status }), [allRows, text, status]);
   // The histograms of 10,000 scores come in a second, interruptible render: the table paints first.
   const plottedRows = useDeferredValue(rows);

@@ -1,6 +1,7 @@
 import { type HookUsageResponse, isTerminalRunStatus, type RunStatus, type RunView } from '@terrarium/shared';
 import { useState } from 'react';
 import { ErrorBanner } from '../../components/ErrorBanner.js';
+import { confirmKill } from '../../lib/confirm-kill.js';
 import { type IntermediateScore, useRunAction, useSummary } from './api.js';
 
 function Meter({
@@ -121,8 +122,7 @@ export function RunHeader({
                 type="button"
                 className="danger"
                 onClick={() => {
-                  if (confirm(`Kill run ${run.id}? Its sandbox is torn down.`))
-                    action.mutate({ path: `/api/runs/${run.id}/kill` });
+                  if (confirmKill(run.id)) action.mutate({ path: `/api/runs/${run.id}/kill` });
                 }}
               >
                 Kill
