@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import { type Browser, chromium, type Locator, type Page } from 'playwright-core';
 import { startTestServer, type TestServer, type TestServerOptions } from '../../server/test/helpers/server.js';
 
 export const CHROMIUM_PATH = process.env.TERRARIUM_CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -79,5 +79,25 @@ export async function startUiHarness(options: UiHarnessOptions = {}): Promise<Ui
     await browser?.close().catch(() => {});
     await test.close();
     throw error;
+  }
+}
+
+/**
+ * Replaces the text of a CodeMirror editor the way a person does: click, select all, type. Playwright's `fill` selects
+ * the contenteditable's content through the DOM, which CodeMirror reads asynchronously: on a loaded machine the text
+ * can land at the old cursor instead of replacing the document. Ctrl+A goes through CodeMirror's own keymap.
+ * Resolves once the editor holds exactly `text`.
+ */
+export async function replaceEditorText(page: Page, editor: Locator, text: string): Promise<void> {
+  await editor.click();
+  await page.keyboard.press('Control+A');
+  await page.keyboard.press('Delete');
+  await page.keyboard.insertText(text);
+  const deadline = Date.now() + 5_000;
+  let seen = await editor.textContent();
+  while (seen !== text) {
+    if (Date.now() > deadline) throw new Error(`the editor holds ${JSON.stringify(seen)}, not ${JSON.stringify(text)}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    seen = await editor.textContent();
   }
 }

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeLlmProvider, startFakeLlmProvider } from '../../server/test/helpers/fake-llm-provider.js';
-import { startUiHarness, type UiHarness } from './harness.js';
+import { replaceEditorText, startUiHarness, type UiHarness } from './harness.js';
 
 describe('playground (e2e)', { timeout: 120_000 }, () => {
   let ui: UiHarness;
@@ -89,13 +89,7 @@ describe('playground (e2e)', { timeout: 120_000 }, () => {
       messages: [{ role: 'system' }, { role: 'user', content: 'sent with the keyboard' }],
     });
 
-    // CodeMirror: select everything and type over it.
-    const setJson = async (text: string) => {
-      await editor.click();
-      await page.keyboard.press('Control+A');
-      await page.keyboard.press('Delete');
-      await page.keyboard.insertText(text);
-    };
+    const setJson = (text: string) => replaceEditorText(page, editor, text);
     await setJson('{"model": "gpt-4o-mini", "messages": [{"role": "robot", "content": "hi"}]}');
     await page.getByRole('button', { name: 'Send' }).click();
     const alert = page.getByRole('alert');

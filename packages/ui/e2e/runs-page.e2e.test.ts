@@ -9,7 +9,7 @@ import type { RunView } from '@terrarium/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeLlmProvider, startFakeLlmProvider } from '../../server/test/helpers/fake-llm-provider.js';
 import { exampleAgent, exampleFamily } from '../../server/test/helpers/server.js';
-import { startUiHarness, type UiHarness } from './harness.js';
+import { replaceEditorText, startUiHarness, type UiHarness } from './harness.js';
 
 describe('runs page (e2e)', { timeout: 240_000 }, () => {
   let ui: UiHarness;
@@ -109,7 +109,7 @@ describe('runs page (e2e)', { timeout: 240_000 }, () => {
     const { page, baseUrl } = ui;
     await page.goto(`${baseUrl}/runs`);
     const editor = page.getByRole('textbox', { name: 'SQL query' });
-    await editor.fill('SELECT id, task_id, status FROM runs ORDER BY id');
+    await replaceEditorText(page, editor, 'SELECT id, task_id, status FROM runs ORDER BY id');
     await page.getByRole('button', { name: 'Run query' }).click();
     const result = page.getByRole('table', { name: 'Query result' });
     await result.waitFor();
@@ -171,7 +171,7 @@ describe('runs page (e2e)', { timeout: 240_000 }, () => {
   it('shows a DELETE refused by the database, with its message next to the editor, and deletes nothing', async () => {
     const { page, baseUrl } = ui;
     await page.goto(`${baseUrl}/runs`);
-    await page.getByRole('textbox', { name: 'SQL query' }).fill('DELETE FROM runs');
+    await replaceEditorText(page, page.getByRole('textbox', { name: 'SQL query' }), 'DELETE FROM runs');
     await page.getByRole('button', { name: 'Run query' }).click();
     const alert = page.getByRole('alert').filter({ hasText: 'Query failed' });
     await alert.waitFor();
@@ -183,7 +183,7 @@ describe('runs page (e2e)', { timeout: 240_000 }, () => {
 
   it('shows a syntax error in the database’s words', async () => {
     const { page } = ui;
-    await page.getByRole('textbox', { name: 'SQL query' }).fill('SELEC 1');
+    await replaceEditorText(page, page.getByRole('textbox', { name: 'SQL query' }), 'SELEC 1');
     await page.getByRole('button', { name: 'Run query' }).click();
     const alert = page.getByRole('alert').filter({ hasText: 'Query failed' });
     await expect.poll(() => alert.textContent()).toMatch(/syntax error at or near "SELEC"/);
@@ -192,7 +192,7 @@ describe('runs page (e2e)', { timeout: 240_000 }, () => {
   it('completes table names from the schema', async () => {
     const { page } = ui;
     const editor = page.getByRole('textbox', { name: 'SQL query' });
-    await editor.fill('SELECT * FROM agent_br');
+    await replaceEditorText(page, editor, 'SELECT * FROM agent_br');
     await editor.press('End');
     await page.keyboard.press('Control+Space');
     const option = page.locator('.cm-tooltip-autocomplete li', { hasText: 'agent_branches' });
