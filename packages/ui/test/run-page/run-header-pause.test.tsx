@@ -44,6 +44,25 @@ const usage = (pausedReason: string | null): HookUsageResponse => ({
   checkpoint: null,
 });
 
+/** The run header of a running branch paused for `reason`. */
+function showHeaderPausedFor(reason: string) {
+  render(
+    <QueryClientProvider client={createQueryClient()}>
+      <MemoryRouter>
+        <RunHeader
+          run={run}
+          branch={0}
+          usage={usage(reason)}
+          intermediateScores={[]}
+          branchScore={undefined}
+          readOnly={false}
+          summaryModel={null}
+        />
+      </MemoryRouter>
+    </QueryClientProvider>,
+  );
+}
+
 describe('the run page’s pause', () => {
   it('says who paused a branch', () => {
     expect(pauseLabel('user')).toBe('paused by a person');
@@ -63,21 +82,7 @@ describe('the run page’s pause', () => {
 
   it('waits for the answer, not for Unpause, while the agent asks a person', () => {
     vi.stubGlobal('fetch', vi.fn());
-    render(
-      <QueryClientProvider client={createQueryClient()}>
-        <MemoryRouter>
-          <RunHeader
-            run={run}
-            branch={0}
-            usage={usage('human-input')}
-            intermediateScores={[]}
-            branchScore={undefined}
-            readOnly={false}
-            summaryModel={null}
-          />
-        </MemoryRouter>
-      </QueryClientProvider>,
-    );
+    showHeaderPausedFor('human-input');
     screen.getByText('paused (waiting for human input)');
     expect(screen.queryByRole('button', { name: 'Unpause' })).toBeNull();
     expect(screen.queryByRole('button', { name: 'Pause' })).toBeNull();
@@ -87,21 +92,7 @@ describe('the run page’s pause', () => {
   it('shows a person’s pause in the header and offers Unpause, which calls the unpause route', async () => {
     const fetch = vi.fn(async (_url: string, _init?: RequestInit) => Response.json({ paused: false, reason: null }));
     vi.stubGlobal('fetch', fetch);
-    render(
-      <QueryClientProvider client={createQueryClient()}>
-        <MemoryRouter>
-          <RunHeader
-            run={run}
-            branch={0}
-            usage={usage('user')}
-            intermediateScores={[]}
-            branchScore={undefined}
-            readOnly={false}
-            summaryModel={null}
-          />
-        </MemoryRouter>
-      </QueryClientProvider>,
-    );
+    showHeaderPausedFor('user');
     const badge = screen.getByText('paused by a person');
     expect(badge.getAttribute('title')).toBe('Pause reason: user');
     fireEvent.click(screen.getByRole('button', { name: 'Unpause' }));
