@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -50,6 +51,10 @@ class Hooks:
 
     # Transient failures (server restarting, connection reset) are retried; HTTP 4xx never are.
     RETRIES = 5
+    # While the branch is paused (by a person, or at a checkpoint) the server holds a call for up to 5 minutes, then
+    # answers 503 branch_paused, and the call is sent again for as long as the pause lasts. The read timeout stays
+    # above that hold: a client that gave up first would send a call the server may still record.
+    TIMEOUT_SECONDS = 330
 
     def __init__(
         self,
@@ -189,25 +194,51 @@ class Hooks:
         if data is not None:
             headers["Content-Type"] = "application/json"
         delay = 0.2
-        for attempt in range(self.RETRIES + 1):
+        attempt = 0
+        told_paused = False
+        while True:
             request = urllib.request.Request(url, data=data, method=method, headers=headers)
             try:
-                with urllib.request.urlopen(request, timeout=60) as response:
+                with urllib.request.urlopen(request, timeout=self.TIMEOUT_SECONDS) as response:
                     return json.loads(response.read().decode() or "{}")
             except urllib.error.HTTPError as e:
                 detail = e.read().decode(errors="replace")
+                if e.code == 503 and _error_code(detail) == "branch_paused":
+                    # A pause is not a failure: wait it out, however long, without using up the retries.
+                    if not told_paused:
+                        print(f"terrarium_hooks: the run is paused; {route} waits until it is unpaused", file=sys.stderr, flush=True)
+                        told_paused = True
+                    time.sleep(_retry_after(e, default=1.0))
+                    continue
                 if e.code >= 500 and attempt < self.RETRIES:
+                    attempt += 1
                     time.sleep(delay)
                     delay *= 2
                     continue
                 raise HooksError(f"{method} {route} failed with HTTP {e.code}: {detail}", e.code) from None
             except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
                 if attempt < self.RETRIES:
+                    attempt += 1
                     time.sleep(delay)
                     delay *= 2
                     continue
                 raise HooksError(f"{method} {route}: cannot reach the Terrarium server at {self.api_url}: {e}") from None
-        raise AssertionError("unreachable")
+
+
+def _error_code(body: str) -> Optional[str]:
+    """The `error.code` of a Terrarium error body, if it is one."""
+    try:
+        error = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        return None
+    return error.get("code") if isinstance(error, dict) else None
+
+
+def _retry_after(error: urllib.error.HTTPError, default: float) -> float:
+    try:
+        return min(max(float(error.headers.get("Retry-After", default)), 0.1), 60.0)
+    except (TypeError, ValueError):
+        return default
 
 
 def starting_state() -> Any:

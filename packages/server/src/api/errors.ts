@@ -2,10 +2,18 @@ import type { FastifyError, FastifyInstance } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { ConflictError, NotFoundError } from '../runs/errors.js';
 
+export interface HttpErrorOptions {
+  /** The error's `code`, for clients that act on it; default: one per status. */
+  code?: string;
+  /** Sent as Retry-After. */
+  retryAfterSeconds?: number;
+}
+
 export class HttpError extends Error {
   constructor(
     readonly statusCode: number,
     message: string,
+    readonly options: HttpErrorOptions = {},
   ) {
     super(message);
   }
@@ -25,9 +33,9 @@ export function installErrorHandler(app: FastifyInstance): void {
         .send({ error: { code: 'invalid_request', message: `Invalid request: ${summary}`, details } });
     }
     if (error instanceof HttpError) {
-      return reply
-        .status(error.statusCode)
-        .send({ error: { code: codeFor(error.statusCode), message: error.message } });
+      const { code = codeFor(error.statusCode), retryAfterSeconds } = error.options;
+      if (retryAfterSeconds !== undefined) reply.header('retry-after', String(retryAfterSeconds));
+      return reply.status(error.statusCode).send({ error: { code, message: error.message } });
     }
     if (error instanceof NotFoundError)
       return reply.status(404).send({ error: { code: 'not_found', message: error.message } });

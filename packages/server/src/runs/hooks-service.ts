@@ -17,9 +17,11 @@ import { TaskOperationError } from '../tasks/driver.js';
 import { loadTaskFamily } from '../tasks/family.js';
 import { ConflictError, NotFoundError } from './errors.js';
 import type { RunEvents } from './events.js';
+import { callerSignal } from './hooks/caller-connection.js';
 import {
   BranchEndedError,
   BranchPausedError,
+  CallerGoneError,
   InvalidHookCallError,
   ModelUnavailableError,
   NoLiveSandboxError,
@@ -32,6 +34,7 @@ import type { BranchRecord, HumanRequestRecord, RunPauseRecord, RunRecord, RunRe
 export {
   BranchEndedError,
   BranchPausedError,
+  CallerGoneError,
   InvalidHookCallError,
   ModelUnavailableError,
   NoLiveSandboxError,
@@ -84,6 +87,11 @@ export interface HooksServiceOptions {
 
 /** Pauses that let hook calls through: pyhooks records its own retries as pauses and keeps calling. */
 const NON_BLOCKING_PAUSES: readonly string[] = ['pyhooks-retry'];
+/**
+ * How long a hook call made while its branch is paused is held before it is answered 503 branch_paused (the client
+ * then sends it again). The hooks clients' read timeouts stay above it (terrarium_hooks: 330 s, pyhooks: 600 s).
+ */
+export const PAUSE_HOLD_MS = 5 * 60_000;
 /** Pauses only a person's answer ends. */
 const HUMAN_PAUSES: readonly string[] = ['human-input', 'human-rating'];
 /** Pauses an agent may end with unpause (reason pause-hook). */
@@ -115,7 +123,7 @@ export class HooksService {
     options: HooksServiceOptions = {},
   ) {
     this.live = options.liveSandboxes ?? defaultLiveSandboxes;
-    this.pauseWaitMs = options.pauseWaitMs ?? 5 * 60_000;
+    this.pauseWaitMs = options.pauseWaitMs ?? PAUSE_HOLD_MS;
     this.pausePollMs = options.pausePollMs ?? 1000;
     this.counters = options.counters ?? new MemoryUsageCounters(repo);
     this.safety = options.safety;
@@ -821,13 +829,21 @@ export class HooksService {
 
   /**
    * Holds a mutation while the branch is paused (except pyhooks' own retry pauses), up to pauseWaitMs; refuses it
-   * once the branch has ended.
+   * once the branch has ended. A call whose agent hung up while it was held is dropped (CallerGoneError), even if the
+   * pause ended at the same moment: the agent's client sends it again, and recording both would repeat it.
    */
   private async waitWhilePaused(key: BranchKey): Promise<BranchRecord> {
     const deadline = Date.now() + this.pauseWaitMs;
-    for (;;) {
+    const caller = callerSignal();
+    for (let held = false; ; held = true) {
       const branch = await this.requireLiveBranch(key);
       const open = await this.repo.getOpenPause(key.runId, key.agentBranchNumber);
+      if (held && caller?.aborted) {
+        throw new CallerGoneError(
+          `The agent hung up while its call waited for branch ${key.agentBranchNumber} of run ${key.runId} to be ` +
+            'unpaused; the call was not recorded.',
+        );
+      }
       if (!open || NON_BLOCKING_PAUSES.includes(open.reason)) return branch;
       const remaining = deadline - Date.now();
       if (remaining <= 0) {
@@ -839,10 +855,12 @@ export class HooksService {
         const done = () => {
           clearTimeout(timer);
           off();
+          caller?.removeEventListener('abort', done);
           resolve();
         };
         const timer = setTimeout(done, Math.min(this.pausePollMs, remaining));
         const off = this.events.onceUnpaused(key.runId, key.agentBranchNumber, done);
+        caller?.addEventListener('abort', done, { once: true });
       });
     }
   }

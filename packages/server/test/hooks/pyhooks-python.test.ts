@@ -2,16 +2,13 @@
  * A real python3 process using python/pyhooks (our stdlib reimplementation of Vivaria's pyhooks) against a real
  * server listening on a free port: agents written for Vivaria log, act and submit unchanged.
  */
-import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../helpers/net.js';
 import { createHarness, type Harness } from './harness.js';
-
-const PYTHON_DIR = fileURLToPath(new URL('../../../../python/', import.meta.url));
+import { runPythonAgent } from './python-agent.js';
 
 let h: Harness;
 let apiUrl: string;
@@ -30,41 +27,16 @@ afterAll(async () => {
   if (scratch) await rm(scratch, { recursive: true, force: true });
 });
 
-async function runAgent(source: string, runId: number, token: string) {
-  const file = path.join(scratch, `agent-${runId}.py`);
-  await writeFile(file, source);
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn('python3', ['-u', file], {
-      env: {
-        PATH: process.env.PATH ?? '/usr/bin:/bin',
-        HOME: scratch,
-        PYTHONPATH: PYTHON_DIR,
-        API_URL: apiUrl,
-        AGENT_TOKEN: token,
-        RUN_ID: String(runId),
-        AGENT_BRANCH_NUMBER: '0',
-        TASK_ID: 'hello_world/sum',
-        PYTHONDONTWRITEBYTECODE: '1',
-        PYHOOKS_BACKOFF_BASE: '1.5',
-        PYHOOKS_MAX_SLEEP: '1',
-      },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
+/** A Vivaria-style agent, with pyhooks' backoff short so retries stay quick. */
+const runAgent = (source: string, runId: number, token: string) =>
+  runPythonAgent({
+    source,
+    scratch,
+    apiUrl,
+    runId,
+    token,
+    env: { PYHOOKS_BACKOFF_BASE: '1.5', PYHOOKS_MAX_SLEEP: '1' },
   });
-}
 
 describe('python/pyhooks against a live server', () => {
   it('runs a Vivaria-style agent unchanged: task, logs, frames, actions, state, input, usage, submit', async () => {

@@ -193,7 +193,8 @@ describe('pauses', () => {
     const response = await hook(token, runId, 'action', { action: { type: 'x' } });
     expect(response.statusCode).toBe(503);
     expect(Date.now() - started).toBeGreaterThanOrEqual(2900);
-    expect(response.json().error.message).toMatch(/paused/);
+    expect(response.json().error).toMatchObject({ code: 'branch_paused', message: expect.stringMatching(/paused/) });
+    expect(response.headers['retry-after']).toBe('1');
     await hook(token, runId, 'unpause', {});
 
     await hook(token, runId, 'pause', { reason: 'pyhooks-retry' });

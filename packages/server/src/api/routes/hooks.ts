@@ -28,14 +28,18 @@ import {
   HookUsageResponse,
   HumanRequestView,
 } from '@terrarium/shared';
+import type { FastifyReply } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { whileCallerConnected } from '../../runs/hooks/caller-connection.js';
 import {
   BranchPausedError,
+  CallerGoneError,
   type HooksService,
   InvalidHookCallError,
   ModelUnavailableError,
 } from '../../runs/hooks-service.js';
+import { abortOnDisconnect } from '../disconnect.js';
 import { HttpError } from '../errors.js';
 
 const BranchParams = z.object({
@@ -64,8 +68,8 @@ export function hookRoutes(hooks: HooksService): FastifyPluginAsyncZod {
     app.post(
       `${prefix}/log`,
       { schema: { params: BranchParams, body: HookLogBody, response: { 200: HookAck } } },
-      async (request) =>
-        call(async () => ({
+      async (request, reply) =>
+        call(reply, async () => ({
           ok: true as const,
           traceEntryId: await hooks.record(
             request.params.runId,
@@ -79,8 +83,8 @@ export function hookRoutes(hooks: HooksService): FastifyPluginAsyncZod {
     app.post(
       `${prefix}/action`,
       { schema: { params: BranchParams, body: HookActionBody, response: { 200: HookAck } } },
-      async (request) =>
-        call(async () => ({
+      async (request, reply) =>
+        call(reply, async () => ({
           ok: true as const,
           traceEntryId: await hooks.record(
             request.params.runId,
@@ -94,8 +98,8 @@ export function hookRoutes(hooks: HooksService): FastifyPluginAsyncZod {
     app.post(
       `${prefix}/observation`,
       { schema: { params: BranchParams, body: HookObservationBody, response: { 200: HookAck } } },
-      async (request) =>
-        call(async () => ({
+      async (request, reply) =>
+        call(reply, async () => ({
           ok: true as const,
           traceEntryId: await hooks.record(
             request.params.runId,
@@ -109,8 +113,8 @@ export function hookRoutes(hooks: HooksService): FastifyPluginAsyncZod {
     app.post(
       `${prefix}/submit`,
       { schema: { params: BranchParams, body: HookSubmitBody, response: { 200: HookAck } } },
-      async (request) =>
-        call(async () => ({
+      async (request, reply) =>
+        call(reply, async () => ({
           ok: true as const,
           traceEntryId: await hooks.submit(
             request.params.runId,
@@ -133,8 +137,8 @@ export function hookRoutes(hooks: HooksService): FastifyPluginAsyncZod {
     app.post(
       `${prefix}/frame-start`,
       { schema: { params: BranchParams, body: HookFrameStartBody, response: { 200: HookFrameStartResponse } } },
-      async (request) =>
-        call(async () => ({
+      async (request, reply) =>
+        call(reply, async () => ({
           ok: true as const,
           ...(await hooks.frameStart(key(request.params), request.body.name, request.body.timestamp)),
         })),
@@ -142,14 +146,14 @@ export function hookRoutes(hooks: HooksService): FastifyPluginAsyncZod {
     app.post(
       `${prefix}/frame-end`,
       { schema: { params: BranchParams, body: HookFrameEndBody, response: { 200: HookAck } } },
-      async (request) =>
-        call(() => ack(hooks.frameEnd(key(request.params), request.body.frameId, request.body.timestamp))),
+      async (request, reply) =>
+        call(reply, () => ack(hooks.frameEnd(key(request.params), request.body.frameId, request.body.timestamp))),
     );
     app.post(
       `${prefix}/save-state`,
       { schema: { params: BranchParams, body: HookSaveStateBody, response: { 200: HookSaveStateResponse } } },
-      async (request) =>
-        call(async () => ({
+      async (request, reply) =>
+        call(reply, async () => ({
           ok: true as const,
           ...(await hooks.saveState(key(request.params), request.body.state, request.body.timestamp)),
         })),
@@ -157,29 +161,30 @@ export function hookRoutes(hooks: HooksService): FastifyPluginAsyncZod {
     app.post(
       `${prefix}/error`,
       { schema: { params: BranchParams, body: HookErrorBody, response: { 200: HookAck } } },
-      async (request) => call(() => ack(hooks.logError(key(request.params), request.body, request.body.timestamp))),
+      async (request, reply) =>
+        call(reply, () => ack(hooks.logError(key(request.params), request.body, request.body.timestamp))),
     );
     app.post(
       `${prefix}/fatal-error`,
       { schema: { params: BranchParams, body: HookErrorBody, response: { 200: HookAck } } },
-      async (request) =>
-        call(() => ack(hooks.logFatalError(key(request.params), request.body, request.body.timestamp))),
+      async (request, reply) =>
+        call(reply, () => ack(hooks.logFatalError(key(request.params), request.body, request.body.timestamp))),
     );
     app.post(
       `${prefix}/score`,
       { schema: { params: BranchParams, body: Empty, response: { 200: HookScoreResponse } } },
-      async (request) => call(() => hooks.score(key(request.params))),
+      async (request, reply) => call(reply, () => hooks.score(key(request.params))),
     );
     app.get(
       `${prefix}/score-log`,
       { schema: { params: BranchParams, response: { 200: HookScoreLogResponse } } },
-      async (request) => call(() => hooks.scoreLog(key(request.params))),
+      async (request, reply) => call(reply, () => hooks.scoreLog(key(request.params))),
     );
     app.post(
       `${prefix}/pause`,
       { schema: { params: BranchParams, body: HookPauseBody, response: { 200: HookPauseResponse } } },
-      async (request) =>
-        call(async () => ({
+      async (request, reply) =>
+        call(reply, async () => ({
           ok: true as const,
           ...(await hooks.pause(key(request.params), request.body.reason, request.body.start)),
         })),
@@ -187,8 +192,8 @@ export function hookRoutes(hooks: HooksService): FastifyPluginAsyncZod {
     app.post(
       `${prefix}/unpause`,
       { schema: { params: BranchParams, body: HookUnpauseBodyOrEmpty, response: { 200: HookPauseResponse } } },
-      async (request) =>
-        call(async () => ({
+      async (request, reply) =>
+        call(reply, async () => ({
           ok: true as const,
           ...(await hooks.unpause(key(request.params), request.body?.reason ?? 'pause-hook', request.body?.end)),
         })),
@@ -196,18 +201,18 @@ export function hookRoutes(hooks: HooksService): FastifyPluginAsyncZod {
     app.get(
       `${prefix}/status`,
       { schema: { params: BranchParams, response: { 200: HookStatusResponse } } },
-      async (request) => call(() => hooks.status(key(request.params))),
+      async (request, reply) => call(reply, () => hooks.status(key(request.params))),
     );
     app.get(
       `${prefix}/usage`,
       { schema: { params: BranchParams, response: { 200: HookUsageResponse } } },
-      async (request) => call(() => hooks.usage(key(request.params))),
+      async (request, reply) => call(reply, () => hooks.usage(key(request.params))),
     );
     app.post(
       `${prefix}/input-requests`,
       { schema: { params: BranchParams, body: HookRequestInputBody, response: { 200: HookRequestInputResponse } } },
-      async (request) =>
-        call(() =>
+      async (request, reply) =>
+        call(reply, () =>
           hooks.requestInput(key(request.params), request.body, {
             ...(request.body.timestamp !== undefined && { agentTimestamp: request.body.timestamp }),
           }),
@@ -216,13 +221,14 @@ export function hookRoutes(hooks: HooksService): FastifyPluginAsyncZod {
     app.get(
       `${prefix}/input-requests/:requestId`,
       { schema: { params: RequestParams, response: { 200: HookRetrieveInputResponse } } },
-      async (request) => call(() => hooks.retrieveInput(key(request.params), { requestId: request.params.requestId })),
+      async (request, reply) =>
+        call(reply, () => hooks.retrieveInput(key(request.params), { requestId: request.params.requestId })),
     );
     app.post(
       `${prefix}/rating-requests`,
       { schema: { params: BranchParams, body: HookRateOptionsBody, response: { 200: HookRateOptionsResponse } } },
-      async (request) =>
-        call(() =>
+      async (request, reply) =>
+        call(reply, () =>
           hooks.rateOptions(key(request.params), request.body, {
             ...(request.body.timestamp !== undefined && { agentTimestamp: request.body.timestamp }),
           }),
@@ -231,8 +237,8 @@ export function hookRoutes(hooks: HooksService): FastifyPluginAsyncZod {
     app.get(
       `${prefix}/rating-requests/:requestId`,
       { schema: { params: RequestParams, response: { 200: HookRetrieveRatingsResponse } } },
-      async (request) =>
-        call(() => hooks.retrieveRatings(key(request.params), { requestId: request.params.requestId })),
+      async (request, reply) =>
+        call(reply, () => hooks.retrieveRatings(key(request.params), { requestId: request.params.requestId })),
     );
     app.post(
       `${prefix}/check-action-safety`,
@@ -243,7 +249,7 @@ export function hookRoutes(hooks: HooksService): FastifyPluginAsyncZod {
           response: { 200: HookCheckActionSafetyResponse },
         },
       },
-      async (request) => call(() => hooks.checkActionSafety(key(request.params), request.body.action)),
+      async (request, reply) => call(reply, () => hooks.checkActionSafety(key(request.params), request.body.action)),
     );
   };
 }
@@ -258,11 +264,20 @@ const HookCheckActionSafetyResponse = z.object({ notice: z.string().nullable() }
 const HookUnpauseBodyOrEmpty = HookUnpauseBody.optional();
 
 /** Maps the hooks service's own errors to HTTP; NotFound/Conflict are mapped by the app's error handler. */
-async function call<T>(fn: () => Promise<T>): Promise<T> {
+/**
+ * Serves one hook call: the agent's connection is known to the service while it waits (an agent that hangs up while
+ * its call is held for a pause gets nothing recorded), and the service's errors become HTTP errors.
+ */
+async function call<T>(reply: FastifyReply, fn: () => Promise<T>): Promise<T> {
   try {
-    return await fn();
+    return await whileCallerConnected(abortOnDisconnect(reply), fn);
   } catch (error) {
-    if (error instanceof BranchPausedError) throw new HttpError(503, error.message);
+    if (error instanceof BranchPausedError) {
+      // Not a failure: the agent's client waits and sends the call again (terrarium_hooks does, for as long as the
+      // pause lasts).
+      throw new HttpError(503, error.message, { code: 'branch_paused', retryAfterSeconds: 1 });
+    }
+    if (error instanceof CallerGoneError) throw new HttpError(499, error.message, { code: 'caller_gone' });
     if (error instanceof InvalidHookCallError) throw new HttpError(400, error.message);
     if (error instanceof ModelUnavailableError) throw new HttpError(502, error.message);
     throw error;
@@ -282,8 +297,8 @@ export function humanInputRoutes(hooks: HooksService): FastifyPluginAsyncZod {
     app.post(
       `${prefix}/input/:requestId`,
       { schema: { params: RequestParams, body: AnswerInputBody, response: { 200: HumanRequestView } } },
-      async (request) =>
-        call(() =>
+      async (request, reply) =>
+        call(reply, () =>
           hooks.answerInput(
             { runId: request.params.runId, agentBranchNumber: request.params.agentBranchNumber },
             request.params.requestId,
@@ -295,8 +310,8 @@ export function humanInputRoutes(hooks: HooksService): FastifyPluginAsyncZod {
     app.post(
       `${prefix}/ratings/:requestId`,
       { schema: { params: RequestParams, body: AnswerRatingsBody, response: { 200: HumanRequestView } } },
-      async (request) =>
-        call(() =>
+      async (request, reply) =>
+        call(reply, () =>
           hooks.answerRatings(
             { runId: request.params.runId, agentBranchNumber: request.params.agentBranchNumber },
             request.params.requestId,
@@ -310,8 +325,8 @@ export function humanInputRoutes(hooks: HooksService): FastifyPluginAsyncZod {
     app.post(
       `${prefix}/unpause`,
       { schema: { params: BranchParams, response: { 200: UnpauseResponse } } },
-      async (request) =>
-        call(() =>
+      async (request, reply) =>
+        call(reply, () =>
           hooks.userUnpause({ runId: request.params.runId, agentBranchNumber: request.params.agentBranchNumber }),
         ),
     );
@@ -320,13 +335,14 @@ export function humanInputRoutes(hooks: HooksService): FastifyPluginAsyncZod {
       {
         schema: { params: z.object({ runId: z.coerce.number().int().positive() }), response: { 200: UnpauseResponse } },
       },
-      async (request) => call(() => hooks.userUnpause({ runId: request.params.runId, agentBranchNumber: 0 })),
+      async (request, reply) =>
+        call(reply, () => hooks.userUnpause({ runId: request.params.runId, agentBranchNumber: 0 })),
     );
     app.get(
       `${prefix}/human-requests`,
       { schema: { params: BranchParams, response: { 200: z.array(HumanRequestView) } } },
-      async (request) =>
-        call(() =>
+      async (request, reply) =>
+        call(reply, () =>
           hooks.listHumanRequests({
             runId: request.params.runId,
             agentBranchNumber: request.params.agentBranchNumber,

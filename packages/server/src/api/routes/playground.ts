@@ -4,11 +4,11 @@ import {
   type PlaygroundModel,
   PlaygroundModelsView,
 } from '@terrarium/shared';
-import type { FastifyReply } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Middleman } from '../../llm/middleman.js';
 import { bareModelName } from '../../llm/routing.js';
 import { LlmError } from '../../llm/types.js';
+import { abortOnDisconnect } from '../disconnect.js';
 import { HttpError } from '../errors.js';
 
 export interface PlaygroundDependencies {
@@ -94,15 +94,6 @@ export function playgroundRoutes(deps: PlaygroundDependencies): FastifyPluginAsy
       },
     );
   };
-}
-
-/** Aborts when the client goes away before the answer is sent (not when the answer has been sent). */
-function abortOnDisconnect(reply: FastifyReply): AbortSignal {
-  const abort = new AbortController();
-  reply.raw.once('close', () => {
-    if (!reply.raw.writableFinished) abort.abort();
-  });
-  return abort.signal;
 }
 
 /** Middleman errors as HTTP errors that keep the middleman's words and status (a provider's 4xx stays a 4xx). */

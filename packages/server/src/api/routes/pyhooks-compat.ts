@@ -3,14 +3,17 @@ import { z } from 'zod';
 import { agentTokenMatches, runIdOfAgentToken } from '../../auth/agent-tokens.js';
 import { bearerToken } from '../../auth/user-tokens.js';
 import { ConflictError, NotFoundError } from '../../runs/errors.js';
+import { whileCallerConnected } from '../../runs/hooks/caller-connection.js';
 import {
   BranchEndedError,
   BranchPausedError,
+  CallerGoneError,
   type HooksService,
   InvalidHookCallError,
   ModelUnavailableError,
 } from '../../runs/hooks-service.js';
 import type { RunRepository } from '../../runs/repository.js';
+import { abortOnDisconnect } from '../disconnect.js';
 
 /**
  * Vivaria's hooks API as pyhooks calls it, so agents written for Vivaria run unchanged: tRPC's HTTP wire format
@@ -57,6 +60,7 @@ type TrpcCode =
   | 'METHOD_NOT_SUPPORTED'
   | 'TIMEOUT'
   | 'PAYLOAD_TOO_LARGE'
+  | 'CLIENT_CLOSED_REQUEST'
   | 'INTERNAL_SERVER_ERROR';
 
 const TRPC_CODES: Record<TrpcCode, { jsonRpc: number; http: number }> = {
@@ -67,6 +71,7 @@ const TRPC_CODES: Record<TrpcCode, { jsonRpc: number; http: number }> = {
   METHOD_NOT_SUPPORTED: { jsonRpc: -32005, http: 405 },
   TIMEOUT: { jsonRpc: -32008, http: 408 },
   PAYLOAD_TOO_LARGE: { jsonRpc: -32013, http: 413 },
+  CLIENT_CLOSED_REQUEST: { jsonRpc: -32099, http: 499 },
   INTERNAL_SERVER_ERROR: { jsonRpc: -32603, http: 500 },
 };
 
@@ -527,7 +532,9 @@ export function pyhooksCompatRoutes(deps: PyhooksCompatDependencies): FastifyPlu
             );
           }
         }
-        const data = await proc.handler(parsed.data, agent);
+        // pyhooks gives up on a call after 600 s and sends it again: a call held for a pause is dropped if the agent
+        // hung up, so it is not recorded twice.
+        const data = await whileCallerConnected(abortOnDisconnect(reply), () => proc.handler(parsed.data, agent));
         // A Buffer keeps the content type exactly "application/json", which pyhooks checks for.
         return reply
           .status(200)
@@ -570,6 +577,7 @@ function mapServiceError(error: unknown): { code: TrpcCode; message: string } | 
   if (error instanceof ConflictError || error instanceof InvalidHookCallError)
     return { code: 'BAD_REQUEST', message: error.message };
   if (error instanceof BranchPausedError) return { code: 'TIMEOUT', message: error.message };
+  if (error instanceof CallerGoneError) return { code: 'CLIENT_CLOSED_REQUEST', message: error.message };
   // A model call behind the hook failed upstream: pyhooks retries a 500, which is what such a failure deserves.
   if (error instanceof ModelUnavailableError) return { code: 'INTERNAL_SERVER_ERROR', message: error.message };
   return undefined;

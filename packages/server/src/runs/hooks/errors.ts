@@ -10,6 +10,14 @@ export class BranchPausedError extends Error {
   override name = 'BranchPausedError';
 }
 
+/**
+ * The agent hung up while its call was held for a pause, so the call was dropped without being recorded: its client
+ * will send it again. Nobody reads the response (HTTP 499).
+ */
+export class CallerGoneError extends Error {
+  override name = 'CallerGoneError';
+}
+
 /** A hook call that is well-formed but not acceptable (e.g. a choice outside the options). HTTP 400. */
 export class InvalidHookCallError extends Error {
   override name = 'InvalidHookCallError';
