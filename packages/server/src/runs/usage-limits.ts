@@ -2,7 +2,8 @@ import type { SafetyPolicy } from '../llm/safety.js';
 import type { LlmServiceOptions } from '../llm/service.js';
 import { LlmError } from '../llm/types.js';
 import { NotFoundError } from './errors.js';
-import { BranchEndedError, BranchPausedError, UsageLimitsReachedError } from './hooks/errors.js';
+import { whileCallerConnected } from './hooks/caller-connection.js';
+import { BranchEndedError, BranchPausedError, CallerGoneError, UsageLimitsReachedError } from './hooks/errors.js';
 import type { HooksService } from './hooks-service.js';
 
 /**
@@ -19,12 +20,17 @@ export function llmUsageLimits(
     beforeCall: async (ctx, call) => {
       try {
         await safety?.assertModelPermitted(ctx.runId, call.model);
-        await hooks.beforeGeneration({ runId: ctx.runId, agentBranchNumber: ctx.agentBranchNumber });
+        const key = { runId: ctx.runId, agentBranchNumber: ctx.agentBranchNumber };
+        // A generation held for a pause is dropped if the agent hangs up meanwhile: its client sends it again, and
+        // running both would charge the run twice.
+        if (ctx.signal) await whileCallerConnected(ctx.signal, () => hooks.beforeGeneration(key));
+        else await hooks.beforeGeneration(key);
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
         if (error instanceof UsageLimitsReachedError) throw new LlmError(429, message);
         if (error instanceof BranchEndedError) throw new LlmError(403, message);
         if (error instanceof BranchPausedError) throw new LlmError(503, message, { retryable: true });
+        if (error instanceof CallerGoneError) throw new LlmError(499, message);
         if (error instanceof NotFoundError) throw new LlmError(404, message);
         throw error;
       }

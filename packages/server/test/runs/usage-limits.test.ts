@@ -207,6 +207,33 @@ describe('usage limits on a run', () => {
     expect((await h.repo.getBranch(runId, 0))!.isRunning).toBe(false);
   });
 
+  it('a generation held for a pause whose agent hangs up is neither made nor charged', async () => {
+    const { runId } = await h.newRun();
+    let made = 0;
+    const middleman = fakeMiddleman(100, 0.01);
+    const counting = {
+      ...middleman,
+      generate: (...args: Parameters<Middleman['generate']>) => {
+        made++;
+        return middleman.generate(...args);
+      },
+    } as Middleman;
+    const llm = new LlmService(counting, h.database.db, h.repo, llmUsageLimits(h.hooks));
+    const key = { runId, agentBranchNumber: 0 };
+    await h.hooks.pause(key, 'user');
+    const hangUp = new AbortController();
+    const held = llm.generate({ ...key, signal: hangUp.signal }, { model: 'fake-model', prompt: 'a' }).catch((e) => e);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    hangUp.abort();
+    await h.hooks.userUnpause(key);
+    const outcome = await held;
+    expect(outcome).toBeInstanceOf(LlmError);
+    expect((outcome as LlmError).status).toBe(499);
+    expect(made).toBe(0);
+    expect((await h.hooks.usage(key)).tokens).toBe(0);
+    expect((await h.repo.listTraceEntries(runId)).some((e) => e.kind === 'generation')).toBe(false);
+  });
+
   it('checkpoint: pauses at the checkpoint until a person raises it and unpauses', async () => {
     const { runId, token } = await runWithLimits({ checkpoint: { actions: 2 } });
     expect((await hook(token, runId, 'action', { action: { i: 1 } })).statusCode).toBe(200);
