@@ -9,6 +9,7 @@ import { DbUsageCounters } from '../../src/runs/hooks/usage-counters.js';
 import { HooksService, type HooksServiceOptions } from '../../src/runs/hooks-service.js';
 import { LiveSandboxes } from '../../src/runs/live-sandboxes.js';
 import { RunService } from '../../src/runs/service.js';
+import { freePort } from '../helpers/net.js';
 import { type SeedRunOptions, seedRun } from '../helpers/runs.js';
 
 export const ACCESS_TOKEN = 'user-access-token-for-hooks-tests';
@@ -20,6 +21,8 @@ export interface Harness {
   events: RunEvents;
   hooks: HooksService;
   live: LiveSandboxes;
+  /** Serves the app on a free loopback port, for clients that need a real socket (python3 agents, hang-ups). */
+  listen(): Promise<string>;
   /** A fresh running run (branch 0 running) with its agent token. */
   newRun(options?: {
     taskFamilyDir?: string;
@@ -67,6 +70,11 @@ export async function createHarness(
     events,
     hooks,
     live,
+    async listen() {
+      const port = await freePort();
+      await app.listen({ port, host: '127.0.0.1' });
+      return `http://127.0.0.1:${port}`;
+    },
     newRun: (options: Omit<SeedRunOptions, 'status' | 'branchRunning'> = {}) => seedRun(repo, options),
     async close() {
       await app.close();

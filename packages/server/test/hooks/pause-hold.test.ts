@@ -10,7 +10,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PAUSE_HOLD_MS } from '../../src/runs/hooks-service.js';
-import { freePort } from '../helpers/net.js';
 import { createHarness, type Harness } from './harness.js';
 import { PYTHON_DIR, runPythonAgent } from './python-agent.js';
 
@@ -21,9 +20,7 @@ let scratch: string;
 
 beforeAll(async () => {
   h = await createHarness({ pauseWaitMs: HOLD_MS });
-  const port = await freePort();
-  await h.app.listen({ port, host: '127.0.0.1' });
-  apiUrl = `http://127.0.0.1:${port}`;
+  apiUrl = await h.listen();
   scratch = await mkdtemp(path.join(tmpdir(), 'pause-hold-test-'));
 });
 
@@ -39,13 +36,12 @@ describe('a hook call held while a person pauses the branch', () => {
   it('is dropped, not recorded, when the agent hangs up while it is held', async () => {
     // A hold long enough to hang up during it.
     const slow = await createHarness({ pauseWaitMs: 30_000 });
-    const port = await freePort();
-    await slow.app.listen({ port, host: '127.0.0.1' });
+    const slowUrl = await slow.listen();
     try {
       const { runId, token } = await slow.newRun();
       await slow.hooks.pause({ runId, agentBranchNumber: 0 }, 'user');
       const body = JSON.stringify({ content: ['sent once, abandoned'] });
-      const call = request(`http://127.0.0.1:${port}/hooks/runs/${runId}/branches/0/log`, {
+      const call = request(`${slowUrl}/hooks/runs/${runId}/branches/0/log`, {
         method: 'POST',
         headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
       });

@@ -6,7 +6,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../helpers/net.js';
 import { createHarness, type Harness } from './harness.js';
 import { runPythonAgent } from './python-agent.js';
 
@@ -16,9 +15,7 @@ let scratch: string;
 
 beforeAll(async () => {
   h = await createHarness();
-  const port = await freePort();
-  await h.app.listen({ port, host: '127.0.0.1' });
-  apiUrl = `http://127.0.0.1:${port}`;
+  apiUrl = await h.listen();
   scratch = await mkdtemp(path.join(tmpdir(), 'pyhooks-test-'));
 });
 
