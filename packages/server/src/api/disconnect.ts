@@ -1,10 +1,13 @@
 import type { FastifyReply } from 'fastify';
 
-/** Aborts when the client goes away before the answer is sent (not when the answer has been sent). */
-export function abortOnDisconnect(reply: FastifyReply): AbortSignal {
+/**
+ * Aborts (with `reason`, if given) when the client goes away before the answer is sent (not when the answer has been
+ * sent).
+ */
+export function abortOnDisconnect(reply: FastifyReply, reason?: unknown): AbortSignal {
   const abort = new AbortController();
   reply.raw.once('close', () => {
-    if (!reply.raw.writableFinished) abort.abort();
+    if (!reply.raw.writableFinished) abort.abort(reason);
   });
   return abort.signal;
 }

@@ -4,6 +4,7 @@ import { checkLlmKey } from '../../llm/agent-keys.js';
 import type { LlmService } from '../../llm/service.js';
 import { type LlmCallContext, LlmError, type PassthroughRequest, type SseEvent } from '../../llm/types.js';
 import type { RunRepository } from '../../runs/repository.js';
+import { abortOnDisconnect } from '../disconnect.js';
 
 type Api = 'openai' | 'anthropic' | 'gemini';
 
@@ -193,14 +194,11 @@ export function llmRoutes(deps: LlmRouteDependencies): FastifyPluginAsync {
       request.llmCaller = { runId: check.runId, agentBranchNumber: check.agentBranchNumber };
     });
 
-    const context = (request: FastifyRequest, reply: FastifyReply): LlmCallContext => {
-      const controller = new AbortController();
-      // Abort the upstream call when the client goes away before the answer is complete.
-      reply.raw.on('close', () => {
-        if (!reply.raw.writableFinished) controller.abort(new LlmError(499, 'client went away'));
-      });
-      return { ...request.llmCaller!, signal: controller.signal };
-    };
+    // Abort the upstream call when the client goes away before the answer is complete.
+    const context = (request: FastifyRequest, reply: FastifyReply): LlmCallContext => ({
+      ...request.llmCaller!,
+      signal: abortOnDisconnect(reply, new LlmError(499, 'client went away')),
+    });
 
     const bodyOf = (request: FastifyRequest): Record<string, unknown> => {
       const body = request.body;

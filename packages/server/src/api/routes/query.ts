@@ -18,6 +18,7 @@ import {
   RunsTableQuery,
   RunsTableResponse,
 } from '../../query/index.js';
+import { abortOnDisconnect } from '../disconnect.js';
 import { HttpError } from '../errors.js';
 
 /** Body of a refused or failed query: the database's own message, with its SQLSTATE and position when known. */
@@ -69,18 +70,9 @@ export function queryRoutes(query: QueryService, generation: QueryGenerationOpti
         // The schema the read-only role sees: the same list the editor completes, so the model names real columns.
         const schema = await unavailableAs503(() => query.schema());
         // The person left (the response closed before it was sent): stop paying for the answer.
-        const abort = new AbortController();
-        reply.raw.on('close', () => {
-          if (!reply.raw.writableFinished) abort.abort();
-        });
+        const signal = abortOnDisconnect(reply);
         try {
-          return await generateQuery(
-            generation.middleman,
-            generationModel,
-            schema,
-            request.body.description,
-            abort.signal,
-          );
+          return await generateQuery(generation.middleman, generationModel, schema, request.body.description, signal);
         } catch (error) {
           if (error instanceof LlmError || error instanceof NoSqlInAnswerError) {
             throw new HttpError(
